@@ -1,0 +1,272 @@
+"""`shipit build`: resolve what to build from options, environment and config, then build it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shipit.config import FileConfig
+from shipit.engine import Engine
+from shipit.errors import UsageError
+from shipit.gitinfo import GitInfo, read_git_info
+from shipit.reporter import Reporter
+from shipit.reference import normalise_name, validate_name
+from shipit.tags import compute_tags
+
+SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW(OR)?D|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
+APP_VERSION_ARG = "APP_VERSION"
+APP_REVISION_ARG = "APP_REVISION"
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """The options that select an image and its tags; `build`, `push` and `smoke` share them."""
+
+    name: str | None = None
+    tags: Sequence[str] = ()
+    version: str | None = None
+    latest: bool | None = None
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Raw `shipit build` options; None means 'not given' so config and defaults can apply."""
+
+    context: str | None = None
+    dockerfile: str | None = None
+    image: ImageOptions = field(default_factory=ImageOptions)
+    build_args: Sequence[str] = ()
+    labels: Sequence[str] = ()
+    target: str | None = None
+    platform: str | None = None
+    pull: bool = False
+    no_cache: bool = False
+    network: str | None = None
+    cache_from: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class ImageSelection:
+    """An image name and the tags the tag rules produce for it."""
+
+    name: str
+    tags: tuple[str, ...]
+    version: str | None
+    git: GitInfo | None
+
+    @property
+    def references(self) -> list[str]:
+        return [f"{self.name}:{tag}" for tag in self.tags]
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything one build needs, resolved once."""
+
+    context: Path
+    dockerfile: Path
+    image: ImageSelection
+    build_args: Mapping[str, str]
+    labels: Mapping[str, str]
+    target: str | None
+    platform: str | None
+    pull: bool
+    no_cache: bool
+    network: str | None
+    cache_from: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What `shipit build` produced; `as_json()` is the --json object."""
+
+    name: str
+    image_id: str
+    tags: tuple[str, ...]
+    size_bytes: int
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "image_id": self.image_id,
+            "tags": [f"{self.name}:{t}" for t in self.tags],
+            "size_bytes": self.size_bytes,
+        }
+
+
+def parse_pairs(values: Sequence[str], option: str) -> dict[str, str]:
+    """Parse repeated KEY=VALUE options; a value without '=' is a usage error."""
+    pairs: dict[str, str] = {}
+    for raw in values:
+        key, sep, value = raw.partition("=")
+        if not sep or not key.strip():
+            shown = raw.split("=", 1)[0][:60]
+            raise UsageError(f"{option} '{shown}' must be KEY=VALUE")
+        pairs[key.strip()] = value
+    return pairs
+
+
+def resolve_context(options_context: str | None, config: FileConfig, cwd: Path) -> Path:
+    """Option (or SHIPIT_CONTEXT, via the CLI) > config > '.'."""
+    if options_context:
+        return (cwd / options_context).resolve()
+    if config.context is not None:
+        return config.context.resolve()
+    return cwd.resolve()
+
+
+def select_image(
+    options: ImageOptions,
+    config: FileConfig,
+    context: Path,
+    *,
+    extra_tags: Sequence[str] = (),
+    git: GitInfo | None = None,
+) -> ImageSelection:
+    """Name and tags from the one rule set: --tag, latest, sha-<head>, version tags, CI tags."""
+    name = options.name or config.name or normalise_name(context.name)
+    validate_name(name)
+    version = options.version or config.version
+    latest = options.latest if options.latest is not None else config.latest
+    if git is None:
+        git = read_git_info(context) if context.is_dir() else None
+    tags = compute_tags(
+        explicit=list(options.tags or config.tags),
+        latest=True if latest is None else latest,
+        git_sha=git.sha if git else None,
+        version=version,
+        extra=extra_tags,
+    )
+    if not tags:
+        raise UsageError("no tags to apply: pass --tag or --version, or drop --no-latest")
+    return ImageSelection(name=name, tags=tuple(tags), version=version, git=git)
+
+
+def _declared_args(dockerfile: Path) -> set[str]:
+    try:
+        text = dockerfile.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    return set(re.findall(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", text, re.MULTILINE | re.IGNORECASE))
+
+
+def resolve_build_settings(
+    options: BuildOptions,
+    config: FileConfig,
+    cwd: Path,
+    env: Mapping[str, str],
+    *,
+    extra_tags: Sequence[str] = (),
+    now: datetime | None = None,
+) -> BuildSettings:
+    """Validate every input before the engine is contacted."""
+    context = resolve_context(options.context, config, cwd)
+    if not context.is_dir():
+        raise UsageError(f"build context '{options.context or context}' does not exist or is not a directory")
+    if options.dockerfile:
+        dockerfile = (cwd / options.dockerfile).resolve()
+    elif config.dockerfile is not None:
+        dockerfile = config.dockerfile.resolve()
+    else:
+        dockerfile = context / "Dockerfile"
+    if not dockerfile.is_file():
+        raise UsageError(f"Dockerfile '{dockerfile}' not found: pass -f/--file or add one to the context")
+
+    cli_args = parse_pairs(options.build_args, "--build-arg")
+    user_labels = parse_pairs(options.labels, "--label")
+    image = select_image(options.image, config, context, extra_tags=extra_tags)
+
+    build_args = {**config.build_args, **cli_args}
+    declared = _declared_args(dockerfile)
+    revision = image.git.sha if image.git else None
+    if APP_VERSION_ARG in declared and APP_VERSION_ARG not in build_args:
+        build_args[APP_VERSION_ARG] = image.version or (f"sha-{revision[:7]}" if revision else "dev")
+    if APP_REVISION_ARG in declared and APP_REVISION_ARG not in build_args and revision:
+        build_args[APP_REVISION_ARG] = revision
+
+    labels = {**config.labels, **oci_labels(image, env, now=now), **user_labels}
+    warnings = tuple(
+        f"build arg '{key}' looks like a secret: build args are stored in the image history "
+        "(docker history shows them); pass secrets at run time instead"
+        for key in cli_args | config.build_args
+        if SECRET_NAME_RE.search(key)
+    )
+    return BuildSettings(
+        context=context,
+        dockerfile=dockerfile,
+        image=image,
+        build_args=build_args,
+        labels=labels,
+        target=options.target or config.target,
+        platform=options.platform or config.platform,
+        pull=options.pull,
+        no_cache=options.no_cache,
+        network=options.network,
+        cache_from=tuple(options.cache_from or config.cache_from),
+        warnings=warnings,
+    )
+
+
+def oci_labels(
+    image: ImageSelection, env: Mapping[str, str], *, now: datetime | None = None
+) -> dict[str, str]:
+    """The org.opencontainers.image.* labels (created honours SOURCE_DATE_EPOCH)."""
+    if env.get("SOURCE_DATE_EPOCH", "").isdigit():
+        created = datetime.fromtimestamp(int(env["SOURCE_DATE_EPOCH"]), tz=UTC)
+    else:
+        created = now or datetime.now(tz=UTC)
+    labels = {
+        "org.opencontainers.image.created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "org.opencontainers.image.title": image.name,
+    }
+    if image.version:
+        labels["org.opencontainers.image.version"] = image.version
+    if image.git:
+        labels["org.opencontainers.image.revision"] = image.git.sha
+        if image.git.remote_url:
+            labels["org.opencontainers.image.source"] = image.git.remote_url
+    return labels
+
+
+def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> BuildResult:
+    """Send the context, build, apply every tag; the Python API behind `shipit build`."""
+    from shipit.context import create_context_archive
+
+    for warning in settings.warnings:
+        reporter.warn(warning)
+    image = settings.image
+    with create_context_archive(settings.context, settings.dockerfile) as archive:
+        if archive.secret_like:
+            shown = ", ".join(archive.secret_like[:8])
+            more = f" and {len(archive.secret_like) - 8} more" if len(archive.secret_like) > 8 else ""
+            reporter.warn(
+                f"the build context sends files that look secret: {shown}{more}; "
+                f"add them to {settings.context.name}/.dockerignore"
+            )
+        reporter.detail(
+            f"context {settings.context}: {archive.file_count} files, {archive.size_bytes} bytes"
+        )
+        first = f"{image.name}:{image.tags[0]}"
+        with reporter.progress(f"Building {first}") as view:
+            image_id = engine.build(
+                archive.fileobj,
+                dockerfile=archive.dockerfile,
+                tag=first,
+                buildargs=settings.build_args,
+                labels=settings.labels,
+                target=settings.target,
+                platform=settings.platform,
+                pull=settings.pull,
+                nocache=settings.no_cache,
+                network_mode=settings.network,
+                cache_from=settings.cache_from,
+                on_event=view,
+            )
+    for tag in image.tags[1:]:
+        engine.tag(image_id, image.name, tag)
+    info = engine.require_image(image_id)
+    return BuildResult(name=image.name, image_id=info.id, tags=image.tags, size_bytes=info.size)

@@ -1,0 +1,94 @@
+"""The one error hierarchy: every expected failure says what failed, what to do, and its exit code."""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    """Process exit codes, documented in the README's table."""
+
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    AUTH = 3
+    ENGINE = 4
+    BUILD = 5
+    REGISTRY = 6
+    INTERRUPTED = 130
+
+
+class ShipitError(Exception):
+    """Base of every expected failure. The message is one line and never holds a secret."""
+
+    exit_code: int = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None, details: list[str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        # Extra lines shown under the message (e.g. the last lines of a failing RUN step).
+        self.details = details or []
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ShipitError):
+    """Invalid input: a bad tag, name, option value, context, Dockerfile or configuration."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
+    """The [tool.shipit] table or shipit.toml is malformed."""
+
+
+class AuthError(ShipitError):
+    """Credentials are missing, expired, wrong or not allowed to do what was asked."""
+
+    exit_code = ExitCode.AUTH
+
+
+class EngineUnavailableError(ShipitError):
+    """The Docker engine could not be reached."""
+
+    exit_code = ExitCode.ENGINE
+
+
+class BuildError(ShipitError):
+    """The image build failed (a failing step, a Dockerfile syntax error, a missing base image)."""
+
+    exit_code = ExitCode.BUILD
+
+
+class RegistryError(ShipitError):
+    """A registry or push failure: unreachable, refused, throttled, timed out or inconsistent."""
+
+    exit_code = ExitCode.REGISTRY
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        details: list[str] | None = None,
+        transient: bool = False,
+        retry_after: float | None = None,
+        kind: str = "registry",
+    ):
+        super().__init__(message, hint=hint, details=details)
+        # Whether retrying the same operation may succeed (throttling, 5xx, resets, timeouts).
+        self.transient = transient
+        # Seconds the registry asked us to wait (Retry-After), when it said.
+        self.retry_after = retry_after
+        # A short class name for reports and tests: "throttled", "server", "timeout", ...
+        self.kind = kind
+
+
+class ImageNotFoundError(UsageError):
+    """A tag that should exist locally does not: the image has not been built."""
+
+
+class Interrupted(ShipitError):
+    """The user or the CI system stopped the run (SIGINT or SIGTERM)."""
+
+    exit_code = ExitCode.INTERRUPTED
