@@ -1,2 +1,3 @@
 """shipit: build, tag, push and verify container images."""
+
 __version__ = "0.1.0"

@@ -12,8 +12,8 @@ from shipit.config import FileConfig
 from shipit.engine import Engine
 from shipit.errors import UsageError
 from shipit.gitinfo import GitInfo, read_git_info
-from shipit.reporter import Reporter
 from shipit.reference import normalise_name, validate_name
+from shipit.reporter import Reporter
 from shipit.tags import compute_tags
 
 SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW(OR)?D|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
@@ -151,7 +151,9 @@ def _declared_args(dockerfile: Path) -> set[str]:
         text = dockerfile.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return set()
-    return set(re.findall(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", text, re.MULTILINE | re.IGNORECASE))
+    return set(
+        re.findall(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", text, re.MULTILINE | re.IGNORECASE)
+    )
 
 
 def resolve_build_settings(
@@ -166,7 +168,9 @@ def resolve_build_settings(
     """Validate every input before the engine is contacted."""
     context = resolve_context(options.context, config, cwd)
     if not context.is_dir():
-        raise UsageError(f"build context '{options.context or context}' does not exist or is not a directory")
+        raise UsageError(
+            f"build context '{options.context or context}' does not exist or is not a directory"
+        )
     if options.dockerfile:
         dockerfile = (cwd / options.dockerfile).resolve()
     elif config.dockerfile is not None:
@@ -174,7 +178,9 @@ def resolve_build_settings(
     else:
         dockerfile = context / "Dockerfile"
     if not dockerfile.is_file():
-        raise UsageError(f"Dockerfile '{dockerfile}' not found: pass -f/--file or add one to the context")
+        raise UsageError(
+            f"Dockerfile '{dockerfile}' not found: pass -f/--file or add one to the context"
+        )
 
     cli_args = parse_pairs(options.build_args, "--build-arg")
     user_labels = parse_pairs(options.labels, "--label")
@@ -184,7 +190,9 @@ def resolve_build_settings(
     declared = _declared_args(dockerfile)
     revision = image.git.sha if image.git else None
     if APP_VERSION_ARG in declared and APP_VERSION_ARG not in build_args:
-        build_args[APP_VERSION_ARG] = image.version or (f"sha-{revision[:7]}" if revision else "dev")
+        build_args[APP_VERSION_ARG] = image.version or (
+            f"sha-{revision[:7]}" if revision else "dev"
+        )
     if APP_REVISION_ARG in declared and APP_REVISION_ARG not in build_args and revision:
         build_args[APP_REVISION_ARG] = revision
 
@@ -192,7 +200,7 @@ def resolve_build_settings(
     warnings = tuple(
         f"build arg '{key}' looks like a secret: build args are stored in the image history "
         "(docker history shows them); pass secrets at run time instead"
-        for key in cli_args | config.build_args
+        for key in {**config.build_args, **cli_args}
         if SECRET_NAME_RE.search(key)
     )
     return BuildSettings(
@@ -242,7 +250,9 @@ def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> 
     with create_context_archive(settings.context, settings.dockerfile) as archive:
         if archive.secret_like:
             shown = ", ".join(archive.secret_like[:8])
-            more = f" and {len(archive.secret_like) - 8} more" if len(archive.secret_like) > 8 else ""
+            more = (
+                f" and {len(archive.secret_like) - 8} more" if len(archive.secret_like) > 8 else ""
+            )
             reporter.warn(
                 f"the build context sends files that look secret: {shown}{more}; "
                 f"add them to {settings.context.name}/.dockerignore"

@@ -61,6 +61,12 @@ RULES: tuple[_Rule, ...] = (
         "create it (shipit creates ECR repositories unless --no-create-repo) or fix the name",
     ),
     _rule(
+        "not_found",
+        r"manifest unknown|no such manifest|\bnot found\b",
+        False,
+        "the registry does not have that reference",
+    ),
+    _rule(
         "invalid",
         r"manifest invalid|name invalid|invalid reference format|tag invalid|"
         r"unsupported manifest|manifest blob unknown|blob unknown",
@@ -107,6 +113,7 @@ def classify_registry_message(
     """Turn an engine or registry error text (and HTTP status, when known) into a shipit error."""
     text = " ".join(message.split())
     where = f" ({registry})" if registry else ""
+    rule: _Rule | None
     if status == 401:
         rule = RULES[0]
     elif status == 429:

@@ -65,7 +65,10 @@ def _root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Show the version and exit.",
         ),
     ] = False,
 ) -> None:
@@ -109,7 +112,9 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
 def build(
     context: Annotated[
         str | None,
-        typer.Argument(envvar="SHIPIT_CONTEXT", help="Build context directory (default: config, or '.')."),
+        typer.Argument(
+            envvar="SHIPIT_CONTEXT", help="Build context directory (default: config, or '.')."
+        ),
     ] = None,
     file: Annotated[
         str | None,
@@ -126,16 +131,19 @@ def build(
     platform: Annotated[
         str | None, typer.Option("--platform", envvar="SHIPIT_PLATFORM", help="e.g. linux/amd64.")
     ] = None,
-    pull: Annotated[bool, typer.Option("--pull", help="Always try to pull newer base images.")] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the build cache.")] = False,
+    pull: Annotated[
+        bool, typer.Option("--pull", help="Always try to pull newer base images.")
+    ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not use the build cache.")
+    ] = False,
     label: Annotated[
         list[str] | None, typer.Option("--label", help="KEY=VALUE image label (repeatable).")
     ] = None,
-    network: Annotated[
-        str | None, typer.Option("--network", help="Network for RUN steps.")
-    ] = None,
+    network: Annotated[str | None, typer.Option("--network", help="Network for RUN steps.")] = None,
     cache_from: Annotated[
-        list[str] | None, typer.Option("--cache-from", help="Image to use as a cache source (repeatable).")
+        list[str] | None,
+        typer.Option("--cache-from", help="Image to use as a cache source (repeatable)."),
     ] = None,
     json: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -173,8 +181,247 @@ def build(
             reporter.success(
                 f"built {result.name} {result.image_id[:19]} ({result.size_bytes / 1e6:.1f} MB)"
             )
-            for ref in result.as_json()["tags"]:  # type: ignore[union-attr]
-                reporter.emit(str(ref))
+            for built_tag in result.tags:
+                reporter.emit(f"{result.name}:{built_tag}")
+
+    _run(reporter, body)
+
+
+# ---------------------------------------------------------------- registries
+
+RegistryOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--registry",
+        "-r",
+        envvar="SHIPIT_REGISTRIES",
+        help="ecr, dockerhub, or HOST[:PORT][/NAMESPACE] (repeatable: pushed concurrently).",
+    ),
+]
+RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region (ECR).")]
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", envvar="AWS_PROFILE", help="AWS profile (ECR).")
+]
+RegistryIdOpt = Annotated[
+    str | None, typer.Option("--registry-id", help="Another account's ECR registry id.")
+]
+RepositoryOpt = Annotated[
+    str | None, typer.Option("--repository", help="Repository name (default: the image name).")
+]
+CreateRepoOpt = Annotated[
+    bool | None,
+    typer.Option("--create-repo/--no-create-repo", help="Create the ECR repository if missing."),
+]
+ImmutableOpt = Annotated[
+    bool | None,
+    typer.Option("--immutable-tags/--mutable-tags", help="Tag mutability of a new ECR repository."),
+]
+KmsOpt = Annotated[str | None, typer.Option("--kms-key", help="KMS key for a new ECR repository.")]
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", help="Docker Hub namespace (user or organisation).")
+]
+UsernameOpt = Annotated[str | None, typer.Option("--username", "-u", help="Registry user name.")]
+PasswordStdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password or token from stdin.")
+]
+AllowOverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-overwrite",
+        help="Allow replacing an existing release tag (1.2.3) with another image.",
+    ),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print what would happen; change nothing.")
+]
+RetriesOpt = Annotated[
+    int,
+    typer.Option(
+        "--retries", min=1, max=20, envvar="SHIPIT_RETRIES", help="Attempts per operation."
+    ),
+]
+RetryTimeOpt = Annotated[
+    float,
+    typer.Option(
+        "--retry-timeout",
+        min=1,
+        envvar="SHIPIT_RETRY_TIMEOUT",
+        help="Seconds for all attempts of one operation.",
+    ),
+]
+StallOpt = Annotated[
+    float,
+    typer.Option(
+        "--stall-timeout",
+        min=1,
+        envvar="SHIPIT_STALL_TIMEOUT",
+        help="Fail when the engine or registry makes no progress for this many seconds.",
+    ),
+]
+
+
+def _registry_options(
+    config_registry: dict[str, Any],
+    *,
+    registry: list[str] | None,
+    region: str | None,
+    profile: str | None,
+    registry_id: str | None,
+    repository: str | None,
+    create_repo: bool | None,
+    immutable_tags: bool | None,
+    kms_key: str | None,
+    namespace: str | None,
+    username: str | None,
+    password_stdin: bool,
+) -> Any:
+    from shipit.errors import UsageError
+    from shipit.registries import RegistryOptions
+
+    password = None
+    if password_stdin:
+        if not username:
+            raise UsageError("--password-stdin needs --username")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: nothing was read from stdin")
+    c = config_registry
+
+    def pick(value: Any, key: str, default: Any = None) -> Any:
+        return value if value is not None else c.get(key, default)
+
+    return RegistryOptions(
+        registries=tuple(registry or c.get("registries") or ()),
+        region=pick(region, "region"),
+        profile=pick(profile, "profile"),
+        registry_id=pick(registry_id, "registry_id"),
+        repository=pick(repository, "repository"),
+        create_repo=pick(create_repo, "create_repo", True),
+        immutable_tags=pick(immutable_tags, "immutable_tags", False),
+        kms_key=pick(kms_key, "kms_key"),
+        namespace=pick(namespace, "namespace"),
+        username=pick(username, "username"),
+        password=password,
+    )
+
+
+@app.command()
+def push(
+    registry: RegistryOpt = None,
+    name: NameOpt = None,
+    tag: TagOpt = None,
+    version: VersionOpt = None,
+    latest: LatestOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    registry_id: RegistryIdOpt = None,
+    repository: RepositoryOpt = None,
+    create_repo: CreateRepoOpt = None,
+    immutable_tags: ImmutableOpt = None,
+    kms_key: KmsOpt = None,
+    namespace: NamespaceOpt = None,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    allow_overwrite: AllowOverwriteOpt = False,
+    dry_run: DryRunOpt = False,
+    retries: RetriesOpt = 5,
+    retry_timeout: RetryTimeOpt = 300.0,
+    stall_timeout: StallOpt = 120.0,
+    json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Push the built image's tags to one or more registries and verify each digest."""
+    reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
+
+    def body() -> None:
+        from shipit.builder import ImageOptions, resolve_context, select_image
+        from shipit.config import load_config
+        from shipit.engine import Engine
+        from shipit.pusher import PushSettings, push_image
+        from shipit.registries import make_destinations
+        from shipit.retry import RetryPolicy
+
+        env = _env()
+        cwd = Path.cwd()
+        config = load_config(cwd)
+        options = _registry_options(
+            dict(config.registry),
+            registry=registry,
+            region=region,
+            profile=profile,
+            registry_id=registry_id,
+            repository=repository,
+            create_repo=create_repo,
+            immutable_tags=immutable_tags,
+            kms_key=kms_key,
+            namespace=namespace,
+            username=username,
+            password_stdin=password_stdin,
+        )
+        image_options = ImageOptions(name=name, tags=tag or (), version=version, latest=latest)
+        selection = select_image(image_options, config, resolve_context(None, config, cwd))
+        destinations = make_destinations(options, env)
+        engine = Engine.connect(env, timeout=stall_timeout)
+        settings = PushSettings(
+            retry=RetryPolicy(attempts=retries, total_seconds=retry_timeout),
+            allow_overwrite=allow_overwrite,
+            dry_run=dry_run,
+        )
+        pushed = push_image(selection, destinations, engine, reporter, settings)
+        if json:
+            reporter.emit_json({"pushed": [p.as_json() for p in pushed], "dry_run": dry_run})
+        else:
+            for p in pushed:
+                reporter.emit(f"{p.reference}@{p.digest}" if p.digest else p.reference)
+
+    _run(reporter, body)
+
+
+@app.command()
+def login(
+    registry: RegistryOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    registry_id: RegistryIdOpt = None,
+    namespace: NamespaceOpt = None,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    stall_timeout: StallOpt = 120.0,
+    json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Log in to registries and record the login in the Docker config (like `docker login`)."""
+    reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
+
+    def body() -> None:
+        from shipit.config import load_config
+        from shipit.engine import Engine
+        from shipit.login import login_all
+        from shipit.registries import make_destinations
+
+        env = _env()
+        config = load_config(Path.cwd())
+        options = _registry_options(
+            dict(config.registry),
+            registry=registry,
+            region=region,
+            profile=profile,
+            registry_id=registry_id,
+            repository=None,
+            create_repo=None,
+            immutable_tags=None,
+            kms_key=None,
+            namespace=namespace,
+            username=username,
+            password_stdin=password_stdin,
+        )
+        destinations = make_destinations(options, env)
+        engine = Engine.connect(env, timeout=stall_timeout)
+        results = login_all(destinations, engine, reporter, env)
+        if json:
+            reporter.emit_json({"logged_in": results})
 
     _run(reporter, body)
 

@@ -78,7 +78,7 @@ def _norm(key: str) -> str:
 
 def _string_map(value: Any, where: str) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be a table of KEY = \"value\"")
+        raise ConfigError(f'{where} must be a table of KEY = "value"')
     out: dict[str, str] = {}
     for key, item in value.items():
         if isinstance(item, bool) or not isinstance(item, str | int | float):

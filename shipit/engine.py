@@ -23,7 +23,7 @@ from shipit.errors import (
 )
 
 if TYPE_CHECKING:
-    import docker
+    pass
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
@@ -75,7 +75,11 @@ class Auth:
     registry: str = ""
 
     def as_docker(self) -> dict[str, str]:
-        return {"username": self.username, "password": self.password, "serveraddress": self.registry}
+        return {
+            "username": self.username,
+            "password": self.password,
+            "serveraddress": self.registry,
+        }
 
 
 @dataclass(frozen=True)
@@ -228,7 +232,9 @@ class Engine:
 
     # ------------------------------------------------------------ registries
 
-    def push(self, repository: str, tag: str, auth: Auth | None, on_event: EventSink = _ignore) -> str:
+    def push(
+        self, repository: str, tag: str, auth: Auth | None, on_event: EventSink = _ignore
+    ) -> str:
         """Push repository:tag, reading the whole stream; return the digest the registry reported."""
         auth_config = auth.as_docker() if auth else None
         stream = self._call(
@@ -242,7 +248,9 @@ class Engine:
 
         try:
             data = self._call(
-                self.api.inspect_distribution, reference, auth_config=auth.as_docker() if auth else None
+                self.api.inspect_distribution,
+                reference,
+                auth_config=auth.as_docker() if auth else None,
             )
         except docker.errors.APIError as exc:
             raise classify_registry_message(_api_message(exc), status=exc.status_code) from exc
@@ -286,7 +294,9 @@ class Engine:
             raise
         except docker.errors.APIError as exc:
             if exc.status_code is not None and exc.status_code >= 500 and "connect" in str(exc):
-                raise EngineUnavailableError(f"the Docker engine at {self.host} failed: {exc}") from exc
+                raise EngineUnavailableError(
+                    f"the Docker engine at {self.host} failed: {exc}"
+                ) from exc
             raise
 
     def _guard_stream(
@@ -362,9 +372,13 @@ def _build_failure(message: str, step: str | None, tail: list[str]) -> BuildErro
     lowered = message.lower()
     hint = None
     if "dockerfile parse error" in lowered or "unknown instruction" in lowered:
-        return BuildError(f"Dockerfile syntax error: {message}", hint="fix the Dockerfile line named above")
-    if "pull access denied" in lowered or "manifest unknown" in lowered or (
-        "not found" in lowered and step and " FROM " in step.upper()
+        return BuildError(
+            f"Dockerfile syntax error: {message}", hint="fix the Dockerfile line named above"
+        )
+    if (
+        "pull access denied" in lowered
+        or "manifest unknown" in lowered
+        or ("not found" in lowered and step and " FROM " in step.upper())
     ):
         hint = "the base image is not available to the engine: build or load it, or pass --build-arg to choose another"
     elif "returned a non-zero code" in lowered:

@@ -18,7 +18,7 @@ _HOST = rf"(?:{_DOMAIN_NAME}|{_IPV6})"
 _DOMAIN = rf"{_HOST}(?::[0-9]+)?"
 
 PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
-TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
 DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 NAME_TOTAL_LENGTH_MAX = 255
@@ -57,7 +57,7 @@ def normalise_name(raw: str) -> str:
 
 def sanitise_tag(raw: str) -> str:
     """Turn a branch or ref name into a valid tag ('feature/Login#2' -> 'feature-login-2')."""
-    tag = re.sub(r"[^\w.-]+", "-", raw.lower()).strip(".-")
+    tag = re.sub(r"[^\w.-]+", "-", raw.lower(), flags=re.ASCII).strip(".-")
     return tag[:128] or "untagged"
 
 

@@ -8,9 +8,9 @@ prints plain (timestamped in CI) lines; under GitHub Actions it adds ::group:: m
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -149,10 +149,7 @@ class Reporter:
     def progress(self, title: str) -> Iterator[ProgressView]:
         """A view for build or push events: live on a terminal, plain lines otherwise."""
         view: ProgressView
-        if self.mode.live:
-            view = LiveView(self, title)
-        else:
-            view = PlainView(self)
+        view = LiveView(self, title) if self.mode.live else PlainView(self)
         with view:
             yield view
 

@@ -1,0 +1,874 @@
+"""Everything shipit does with Amazon ECR and STS, through injected boto3 clients.
+
+This module is the only user of boto3 for ECR and STS. boto3 and botocore are imported inside
+the functions that need them, so ``import shipit.ecr`` stays cheap for commands that never talk
+to AWS. Every AWS failure leaves this module as a :class:`~shipit.errors.ShipitError` (through
+:func:`_translate`), with a one-line message that never holds a token, password or secret key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from shipit import __version__
+from shipit.errors import AuthError, RegistryError, ShipitError, UsageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_ecr.type_defs import EncryptionConfigurationTypeDef
+    from mypy_boto3_sts import STSClient
+
+log = logging.getLogger(__name__)
+
+#: Every permission ``shipit push`` may use; shown in the hint of an access-denied error.
+IAM_PUSH_ACTIONS: tuple[str, ...] = (
+    "ecr:GetAuthorizationToken",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+    "ecr:BatchGetImage",
+    "ecr:DescribeRepositories",
+    "ecr:CreateRepository",
+    "ecr:DescribeImages",
+    "sts:GetCallerIdentity",
+)
+
+#: Manifest media types we accept back from BatchGetImage (single-platform and multi-platform).
+MANIFEST_MEDIA_TYPES: tuple[str, ...] = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+
+# ECR's documented repository-name pattern (2 to 256 characters).
+_REPOSITORY_NAME = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
+
+_ACCESS_DENIED = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"})
+_BAD_CREDENTIALS = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "AuthFailure",
+    }
+)
+_THROTTLED = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+    }
+)
+_SERVER = frozenset(
+    {
+        "ServerException",
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+        "InternalServerError",
+    }
+)
+_NO_CREDENTIALS_MSG = (
+    "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+    "or run in an environment with an IAM role"
+)
+# Long base64-ish runs (an AWS secret key is 40 such characters, tokens are longer); pure hex
+# runs (image digests) are left alone.
+_SECRETISH = re.compile(r"[A-Za-z0-9/+=]{40,}")
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+# --------------------------------------------------------------------------------------------
+# Error translation
+# --------------------------------------------------------------------------------------------
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """Collapse whitespace, redact anything that looks like a key or token, and cap the length."""
+    flat = " ".join(str(text).split())
+    flat = _SECRETISH.sub(lambda m: m[0] if _HEX.fullmatch(m[0]) else "[redacted]", flat)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _error_message(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return _one_line(str(response.get("Error", {}).get("Message", "")))
+    return ""
+
+
+def _http_status(exc: BaseException) -> int:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return int(status) if isinstance(status, int) else 0
+    return 0
+
+
+def _translate(exc: BaseException, action: str) -> ShipitError:
+    """Map a botocore exception raised while doing ``action`` (e.g. "ecr:CreateRepository").
+
+    Returns the error to raise; callers write ``raise _translate(exc, action) from exc``.
+    """
+    from botocore import exceptions as bce
+
+    if isinstance(exc, ShipitError):
+        return exc
+    if isinstance(exc, bce.NoRegionError):
+        return UsageError("no AWS region: pass --region or set AWS_REGION")
+    if isinstance(exc, bce.ProfileNotFound):
+        return UsageError(
+            f"AWS profile not found: {_one_line(str(exc))}",
+            hint="check --profile / AWS_PROFILE against ~/.aws/config",
+        )
+    if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
+        return AuthError(_NO_CREDENTIALS_MSG)
+    if isinstance(exc, bce.SSOError | bce.TokenRetrievalError):
+        return AuthError(
+            f"AWS SSO credentials are missing or expired during {action}: "
+            "run `aws sso login` for this profile and retry"
+        )
+    if isinstance(exc, bce.CredentialRetrievalError):
+        return AuthError(
+            f"could not load AWS credentials for {action}: {_one_line(str(exc))}; "
+            "check the profile's credential_process, role or SSO settings"
+        )
+    if isinstance(exc, bce.ParamValidationError):
+        return UsageError(f"invalid request for {action}: {_one_line(str(exc))}")
+    if isinstance(exc, bce.SSLError):
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "the AWS endpoint")
+        return RegistryError(
+            f"TLS verification failed talking to {endpoint} for {action}; "
+            "check the proxy / CA bundle (AWS_CA_BUNDLE)",
+            kind="tls",
+        )
+    if isinstance(exc, bce.ConnectTimeoutError | bce.ReadTimeoutError):
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "the AWS endpoint")
+        return RegistryError(
+            f"timed out talking to {endpoint} for {action}; check the network and retry",
+            transient=True,
+            kind="timeout",
+        )
+    if isinstance(exc, bce.EndpointConnectionError | bce.ConnectionClosedError):
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "the AWS endpoint")
+        return RegistryError(
+            f"could not reach {endpoint} for {action}; check the network, proxy and region",
+            transient=True,
+            kind="unreachable",
+        )
+    if isinstance(exc, bce.ConnectionError | bce.HTTPClientError):
+        return RegistryError(
+            f"network error during {action}: {_one_line(str(exc))}; check the network and retry",
+            transient=True,
+            kind="unreachable",
+        )
+    if isinstance(exc, bce.ClientError):
+        code = _error_code(exc)
+        message = _error_message(exc)
+        status = _http_status(exc)
+        if code in _ACCESS_DENIED:
+            return AuthError(
+                f"AWS denied {action} to this identity ({code}); grant {action} in IAM",
+                hint="a push needs these IAM permissions: " + ", ".join(IAM_PUSH_ACTIONS),
+                details=[message] if message else None,
+            )
+        if code in _BAD_CREDENTIALS:
+            return AuthError(
+                f"AWS credentials expired or invalid ({code}) during {action}: "
+                "refresh them (new session token, `aws sso login`, or fix the access key) "
+                "and retry",
+            )
+        if code in ("RequestExpired", "RequestTimeTooSkewed"):
+            return AuthError(
+                f"AWS rejected the request signature time ({code}) during {action}: "
+                "sync the system clock and retry",
+            )
+        if code in _THROTTLED or status == 429:
+            return RegistryError(
+                f"AWS throttled {action} ({code or 'HTTP 429'}); wait a moment and retry",
+                transient=True,
+                kind="throttled",
+            )
+        if code in _SERVER or status >= 500:
+            return RegistryError(
+                f"AWS server error during {action} ({code or f'HTTP {status}'}); retry shortly",
+                transient=True,
+                kind="server",
+            )
+        if code == "InvalidParameterException":
+            return UsageError(f"AWS rejected a parameter of {action}: {message or code}")
+        if code == "RepositoryNotFoundException":
+            return RegistryError(
+                f"{action} failed: {message or 'the ECR repository does not exist'}; "
+                "create the repository first",
+                kind="not_found",
+            )
+        return RegistryError(
+            f"{action} failed: {code or 'error'}: {message or 'no message from AWS'}",
+        )
+    if isinstance(exc, bce.BotoCoreError):
+        return RegistryError(f"{action} failed: {_one_line(str(exc))}")
+    return RegistryError(f"{action} failed: {type(exc).__name__}: {_one_line(str(exc))}")
+
+
+@contextlib.contextmanager
+def _aws(action: str) -> Iterator[None]:
+    """Translate every botocore error raised inside the block (see :func:`_translate`)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        raise _translate(exc, action) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Region and clients
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_region(region: str | None, profile: str | None, env: Mapping[str, str]) -> str:
+    """--region > AWS_REGION > AWS_DEFAULT_REGION > the profile's configured region."""
+    for candidate in (region, env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    import boto3
+
+    try:
+        profile_region = boto3.Session(profile_name=profile).region_name
+    except Exception as exc:
+        raise _translate(exc, "resolve the AWS region") from exc
+    if profile_region:
+        return profile_region
+    raise UsageError("no AWS region: pass --region or set AWS_REGION")
+
+
+def make_clients(region: str, profile: str | None) -> tuple[ECRClient, STSClient]:
+    """ECR and STS clients for ``region`` (AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_ECR honoured)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=10,
+        read_timeout=30,
+        user_agent_extra=f"shipit/{__version__}",
+    )
+    try:
+        session = boto3.Session(profile_name=profile, region_name=region)
+        ecr = session.client("ecr", config=config)
+        sts = session.client("sts", config=config)
+    except Exception as exc:
+        raise _translate(exc, "create the AWS clients") from exc
+    return ecr, sts
+
+
+# --------------------------------------------------------------------------------------------
+# Credentials and the token cache
+# --------------------------------------------------------------------------------------------
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class EcrCredentials:
+    """A docker login for one ECR registry. The password never appears in repr or str."""
+
+    registry: str  # host only, e.g. "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    username: str  # "AWS"
+    password: str = field(repr=False)
+    expires_at: datetime  # tz-aware UTC
+
+
+@dataclass(frozen=True)
+class RepositoryResult:
+    name: str
+    uri: str
+    created: bool
+    registry_id: str
+
+
+def default_token_cache_path(env: Mapping[str, str]) -> Path:
+    """$SHIPIT_CACHE_DIR, else $XDG_CACHE_HOME/shipit, else ~/.cache/shipit, + ecr-tokens.json."""
+    if env.get("SHIPIT_CACHE_DIR"):
+        base = Path(env["SHIPIT_CACHE_DIR"]).expanduser()
+    elif env.get("XDG_CACHE_HOME"):
+        base = Path(env["XDG_CACHE_HOME"]).expanduser() / "shipit"
+    else:
+        base = Path.home() / ".cache" / "shipit"
+    return base / "ecr-tokens.json"
+
+
+class TokenCache:
+    """ECR login tokens cached on disk, user-only permissions, until shortly before expiresAt.
+
+    The file is JSON ``{"version": 1, "entries": {key: {...}}}``. It is written atomically
+    (a 0600 temp file in a 0700 directory, then ``os.replace``). A missing, corrupt or
+    unreadable file is treated as empty, and a failed write only costs a fresh token next time.
+    """
+
+    VERSION = 1
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        margin: timedelta = timedelta(minutes=10),
+        now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.path = Path(path)
+        self.margin = margin
+        self._now = now
+
+    def _load(self) -> dict[str, dict[str, str]]:
+        try:
+            raw = self.path.read_text(encoding="utf-8")
+            data = json.loads(raw)
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("version") != self.VERSION:
+            return {}
+        entries = data.get("entries")
+        if not isinstance(entries, dict):
+            return {}
+        return {k: v for k, v in entries.items() if isinstance(k, str) and isinstance(v, dict)}
+
+    @staticmethod
+    def _decode(entry: Mapping[str, Any]) -> EcrCredentials | None:
+        try:
+            expires_at = _as_utc(datetime.fromisoformat(str(entry["expires_at"])))
+            registry, username, password = (
+                entry["registry"],
+                entry["username"],
+                entry["password"],
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not all(isinstance(v, str) and v for v in (registry, username, password)):
+            return None
+        return EcrCredentials(registry, username, password, expires_at)
+
+    def _fresh(self, creds: EcrCredentials) -> bool:
+        return creds.expires_at - self.margin > _as_utc(self._now())
+
+    def get(self, key: str) -> EcrCredentials | None:
+        entry = self._load().get(key)
+        if entry is None:
+            return None
+        creds = self._decode(entry)
+        if creds is None or not self._fresh(creds):
+            return None
+        return creds
+
+    def put(self, key: str, creds: EcrCredentials) -> None:
+        entries = self._load()
+        # Drop entries that can no longer be used, so the file does not grow forever.
+        for old_key in list(entries):
+            decoded = self._decode(entries[old_key])
+            if decoded is None or not self._fresh(decoded):
+                del entries[old_key]
+        entries[key] = {
+            "registry": creds.registry,
+            "username": creds.username,
+            "password": creds.password,
+            "expires_at": _as_utc(creds.expires_at).isoformat(),
+        }
+        self._write(entries)
+
+    def invalidate(self, key: str) -> None:
+        entries = self._load()
+        if key in entries:
+            del entries[key]
+            self._write(entries)
+
+    def _write(self, entries: Mapping[str, Any]) -> None:
+        payload = json.dumps({"version": self.VERSION, "entries": entries}, sort_keys=True)
+        directory = self.path.parent
+        tmp = directory / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(payload)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, self.path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        except OSError as exc:
+            # Best effort: the cache only saves a GetAuthorizationToken call.
+            log.debug("could not write the ECR token cache %s: %s", self.path, exc.strerror)
+
+
+# --------------------------------------------------------------------------------------------
+# The registry
+# --------------------------------------------------------------------------------------------
+
+
+def _check_repository_name(name: str) -> None:
+    if not (2 <= len(name) <= 256 and _REPOSITORY_NAME.fullmatch(name)):
+        raise UsageError(
+            f"invalid ECR repository name {name!r}: use 2-256 lowercase letters, digits, "
+            "and . _ - / separators (e.g. 'team/app')"
+        )
+
+
+class EcrRegistry:
+    """One ECR registry (an account in a region) seen through injected ECR and STS clients."""
+
+    def __init__(
+        self,
+        ecr: ECRClient,
+        sts: STSClient,
+        *,
+        region: str,
+        registry_id: str | None = None,
+        token_cache: TokenCache | None = None,
+        endpoint_id: str = "",
+        identity: str | None = None,
+    ) -> None:
+        """``endpoint_id`` defaults to the ECR client's endpoint URL; ``identity`` is a non-secret
+        name for the AWS credentials (e.g. the access key id or role ARN) used in the token cache
+        key; by default it is read from the client's credentials, else from STS."""
+        self._ecr = ecr
+        self._sts = sts
+        self.region = region
+        self._registry_id = registry_id
+        self._cache = token_cache
+        self._endpoint_id = endpoint_id or str(getattr(ecr.meta, "endpoint_url", "") or "")
+        self._identity = identity
+        self._caller: dict[str, str] | None = None
+        self._creds: EcrCredentials | None = None
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def _caller_identity(self) -> dict[str, str]:
+        if self._caller is None:
+            with _aws("sts:GetCallerIdentity"):
+                response = self._sts.get_caller_identity()
+            self._caller = {
+                "Account": str(response.get("Account", "")),
+                "Arn": str(response.get("Arn", "")),
+            }
+        return self._caller
+
+    def account_id(self) -> str:
+        """The registry id if given, else the caller's account (one STS call per instance)."""
+        if self._registry_id:
+            return self._registry_id
+        account = self._caller_identity()["Account"]
+        if not account:
+            raise AuthError("STS GetCallerIdentity returned no account; check the credentials")
+        self._registry_id = account
+        return account
+
+    def caller_arn(self) -> str:
+        return self._caller_identity()["Arn"]
+
+    @property
+    def registry_host(self) -> str:
+        return f"{self.account_id()}.dkr.ecr.{self.region}.amazonaws.com"
+
+    def _credential_identity(self) -> str:
+        if self._identity:
+            return self._identity
+        # The access key id is an identifier, not a secret; reading it costs no request.
+        signer = getattr(self._ecr, "_request_signer", None)
+        credentials = getattr(signer, "_credentials", None)
+        if credentials is not None:
+            with contextlib.suppress(Exception):
+                access_key = credentials.get_frozen_credentials().access_key
+                if access_key:
+                    self._identity = f"key:{access_key}"
+                    return self._identity
+        self._identity = f"arn:{self.caller_arn()}"
+        return self._identity
+
+    def _cache_key(self) -> str:
+        who = hashlib.sha256(self._credential_identity().encode("utf-8")).hexdigest()[:20]
+        endpoint = self._endpoint_id or "aws"
+        return f"{self.account_id()}|{self.region}|{endpoint}|{who}"
+
+    # -- repositories -----------------------------------------------------------------------
+
+    def _describe_repository(self, name: str, account: str) -> dict[str, Any] | None:
+        with _aws("ecr:DescribeRepositories"):
+            try:
+                response = self._ecr.describe_repositories(
+                    registryId=account, repositoryNames=[name]
+                )
+            except self._ecr.exceptions.RepositoryNotFoundException:
+                return None
+        repositories = response.get("repositories", [])
+        return dict(repositories[0]) if repositories else None
+
+    def ensure_repository(
+        self,
+        name: str,
+        *,
+        create: bool = True,
+        immutable_tags: bool = False,
+        kms_key: str | None = None,
+        scan_on_push: bool = True,
+    ) -> RepositoryResult:
+        """Return the repository, creating it (scan on push, encrypted) when missing."""
+        _check_repository_name(name)
+        account = self.account_id()
+        found = self._describe_repository(name, account)
+        if found is not None:
+            return self._result(found, name, account, created=False)
+        if not create:
+            raise RegistryError(
+                f"ECR repository '{name}' does not exist in {account}/{self.region}; "
+                "create it or drop --no-create-repo",
+                kind="not_found",
+            )
+        encryption: EncryptionConfigurationTypeDef = (
+            {"encryptionType": "KMS", "kmsKey": kms_key}
+            if kms_key
+            else {"encryptionType": "AES256"}
+        )
+        with _aws("ecr:CreateRepository"):
+            try:
+                response = self._ecr.create_repository(
+                    registryId=account,
+                    repositoryName=name,
+                    imageScanningConfiguration={"scanOnPush": scan_on_push},
+                    imageTagMutability="IMMUTABLE" if immutable_tags else "MUTABLE",
+                    encryptionConfiguration=encryption,
+                )
+            except self._ecr.exceptions.RepositoryAlreadyExistsException:
+                # Another run created it between our describe and create: reuse it.
+                raced = self._describe_repository(name, account)
+                return self._result(raced or {}, name, account, created=False)
+        log.info("created ECR repository %s in %s/%s", name, account, self.region)
+        return self._result(dict(response.get("repository", {})), name, account, created=True)
+
+    def _result(
+        self, repo: Mapping[str, Any], name: str, account: str, *, created: bool
+    ) -> RepositoryResult:
+        registry_id = str(repo.get("registryId") or account)
+        uri = str(
+            repo.get("repositoryUri") or f"{registry_id}.dkr.ecr.{self.region}.amazonaws.com/{name}"
+        )
+        return RepositoryResult(
+            name=str(repo.get("repositoryName") or name),
+            uri=uri,
+            created=created,
+            registry_id=registry_id,
+        )
+
+    # -- login ------------------------------------------------------------------------------
+
+    def credentials(self, *, refresh: bool = False) -> EcrCredentials:
+        """A docker login for this registry: in-memory, then the token cache, then ECR.
+
+        ``refresh=True`` (after a 401 from an expired token) skips both caches, drops the cached
+        entry, and asks ECR for a new token.
+        """
+        if self._creds is not None and not refresh:
+            return self._creds
+        key = self._cache_key() if self._cache is not None else ""
+        if self._cache is not None:
+            if refresh:
+                self._cache.invalidate(key)
+            else:
+                cached = self._cache.get(key)
+                if cached is not None:
+                    self._creds = cached
+                    return cached
+        creds = self._fetch_credentials()
+        self._creds = creds
+        if self._cache is not None:
+            self._cache.put(key, creds)
+        return creds
+
+    def _fetch_credentials(self) -> EcrCredentials:
+        account = self.account_id()
+        with _aws("ecr:GetAuthorizationToken"):
+            response = self._ecr.get_authorization_token(registryIds=[account])
+        data = response.get("authorizationData") or []
+        if not data:
+            raise RegistryError(
+                "ECR GetAuthorizationToken returned no authorization data; retry, or check "
+                f"that registry {account} exists in {self.region}"
+            )
+        entry = data[0]
+        try:
+            decoded = base64.b64decode(entry.get("authorizationToken", ""), validate=True)
+            username, sep, password = decoded.decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+            raise RegistryError(
+                "ECR returned an authorization token that is not base64 'user:password'; retry"
+            ) from exc
+        if not (sep and username and password):
+            raise RegistryError(
+                "ECR returned an authorization token without 'user:password'; retry"
+            )
+        proxy = str(entry.get("proxyEndpoint") or "")
+        host = (urlsplit(proxy).netloc if "://" in proxy else proxy).rstrip("/")
+        expires = entry.get("expiresAt")
+        expires_at = (
+            _as_utc(expires) if isinstance(expires, datetime) else _utc_now() + timedelta(hours=12)
+        )
+        return EcrCredentials(
+            registry=host or self.registry_host,
+            username=username,
+            password=password,
+            expires_at=expires_at,
+        )
+
+    # -- images -----------------------------------------------------------------------------
+
+    def image_digest(self, repository: str, tag: str) -> str | None:
+        """The digest ``repository:tag`` points to, or None when there is no such image."""
+        with _aws("ecr:DescribeImages"):
+            try:
+                response = self._ecr.describe_images(
+                    registryId=self.account_id(),
+                    repositoryName=repository,
+                    imageIds=[{"imageTag": tag}],
+                )
+            except self._ecr.exceptions.ImageNotFoundException:
+                return None
+        details = response.get("imageDetails") or []
+        digest = details[0].get("imageDigest") if details else None
+        return str(digest) if digest else None
+
+    def put_tag(self, repository: str, digest: str, tag: str) -> str:
+        """Point ``tag`` at the image ``digest`` already in ``repository``, without a push."""
+        account = self.account_id()
+        with _aws("ecr:BatchGetImage"):
+            response = self._ecr.batch_get_image(
+                registryId=account,
+                repositoryName=repository,
+                imageIds=[{"imageDigest": digest}],
+                acceptedMediaTypes=list(MANIFEST_MEDIA_TYPES),
+            )
+        images = response.get("images") or []
+        if not images or not images[0].get("imageManifest"):
+            failures = response.get("failures") or []
+            reason = failures[0].get("failureCode", "ImageNotFound") if failures else "not found"
+            raise RegistryError(
+                f"cannot tag {repository}@{digest} as '{tag}': image {reason} in "
+                f"{account}/{self.region}; push the image first",
+                kind="not_found",
+            )
+        image = images[0]
+        request: dict[str, Any] = {
+            "registryId": account,
+            "repositoryName": repository,
+            "imageManifest": image["imageManifest"],
+            "imageTag": tag,
+            "imageDigest": digest,
+        }
+        if image.get("imageManifestMediaType"):
+            request["imageManifestMediaType"] = image["imageManifestMediaType"]
+        with _aws("ecr:PutImage"):
+            try:
+                put = self._ecr.put_image(**request)
+            except self._ecr.exceptions.ImageAlreadyExistsException as exc:
+                # Real ECR: this digest already carries this tag, which is success. (moto also
+                # raises it when an immutable tag points elsewhere, so confirm.)
+                current = self.image_digest(repository, tag)
+                if current == digest:
+                    return digest
+                raise self._immutable(repository, tag, current) from exc
+            except self._ecr.exceptions.ImageTagAlreadyExistsException as exc:
+                raise self._immutable(repository, tag, None) from exc
+        return str(put.get("image", {}).get("imageId", {}).get("imageDigest") or digest)
+
+    def _immutable(self, repository: str, tag: str, current: str | None) -> RegistryError:
+        where = f" (it points to {current})" if current else ""
+        return RegistryError(
+            f"tag '{tag}' already exists in immutable ECR repository '{repository}'{where}; "
+            "the registry kept the existing image: use a new tag",
+            kind="immutable_tag",
+        )
+
+    # -- lifecycle and scanning -------------------------------------------------------------
+
+    def set_lifecycle_policy(
+        self,
+        repository: str,
+        *,
+        keep_tagged: int | None,
+        expire_untagged_days: int | None,
+    ) -> dict[str, Any]:
+        """Put a lifecycle policy: expire untagged images after D days, keep the newest N tagged.
+
+        The "keep N" rule uses ``tagStatus: "tagged"`` with ``tagPatternList: ["*"]`` (every
+        tagged image) rather than ``"any"``: ``any`` would also count untagged layers of
+        multi-arch builds against N, and ECR requires an ``any`` rule to be the last one.
+        """
+        rules: list[dict[str, Any]] = []
+        if expire_untagged_days is not None:
+            if expire_untagged_days < 1:
+                raise UsageError("expire-untagged days must be at least 1")
+            rules.append(
+                {
+                    "rulePriority": 1,
+                    "description": f"expire untagged images older than {expire_untagged_days} days",
+                    "selection": {
+                        "tagStatus": "untagged",
+                        "countType": "sinceImagePushed",
+                        "countUnit": "days",
+                        "countNumber": expire_untagged_days,
+                    },
+                    "action": {"type": "expire"},
+                }
+            )
+        if keep_tagged is not None:
+            if keep_tagged < 1:
+                raise UsageError("keep-tagged must be at least 1")
+            rules.append(
+                {
+                    "rulePriority": 2,
+                    "description": f"keep the newest {keep_tagged} tagged images",
+                    "selection": {
+                        "tagStatus": "tagged",
+                        "tagPatternList": ["*"],
+                        "countType": "imageCountMoreThan",
+                        "countNumber": keep_tagged,
+                    },
+                    "action": {"type": "expire"},
+                }
+            )
+        if not rules:
+            raise UsageError(
+                "no lifecycle rule to set: pass a keep-tagged count or expire-untagged days"
+            )
+        policy: dict[str, Any] = {"rules": rules}
+        with _aws("ecr:PutLifecyclePolicy"):
+            self._ecr.put_lifecycle_policy(
+                registryId=self.account_id(),
+                repositoryName=repository,
+                lifecyclePolicyText=json.dumps(policy),
+            )
+        return policy
+
+    def scan_findings(
+        self,
+        repository: str,
+        digest: str,
+        *,
+        timeout: float,
+        poll: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], float] = time.monotonic,
+    ) -> dict[str, int]:
+        """Wait for the image scan of ``digest`` and return its severity counts."""
+        account = self.account_id()
+        deadline = now() + timeout
+        status = "not started"
+        while True:
+            with _aws("ecr:DescribeImageScanFindings"):
+                try:
+                    response = self._ecr.describe_image_scan_findings(
+                        registryId=account,
+                        repositoryName=repository,
+                        imageId={"imageDigest": digest},
+                    )
+                except self._ecr.exceptions.ScanNotFoundException:
+                    response = None
+            if response is not None:
+                scan_status = response.get("imageScanStatus", {})
+                status = str(scan_status.get("status", "IN_PROGRESS"))
+                if status in ("COMPLETE", "ACTIVE"):
+                    counts = response.get("imageScanFindings", {}).get("findingSeverityCounts")
+                    return {str(k): int(v) for k, v in (counts or {}).items()}
+                if status not in ("IN_PROGRESS", "PENDING"):
+                    description = _one_line(str(scan_status.get("description", "")))
+                    raise RegistryError(
+                        f"image scan of {repository}@{digest} ended with status {status}"
+                        + (f": {description}" if description else "")
+                        + "; check the repository's scanning configuration",
+                        kind="scan_failed",
+                    )
+            remaining = deadline - now()
+            if remaining <= 0:
+                raise RegistryError(
+                    f"image scan of {repository}@{digest} did not finish within {timeout:g}s "
+                    f"(last status: {status}); raise the scan timeout or check the ECR console",
+                    kind="timeout",
+                )
+            sleep(min(poll, remaining))
+
+
+# --------------------------------------------------------------------------------------------
+# IAM
+# --------------------------------------------------------------------------------------------
+
+
+def push_policy(
+    repository_arn_or_name: str, *, region: str = "*", account: str = "*"
+) -> dict[str, Any]:
+    """A least-privilege IAM policy document for pushing to one repository.
+
+    ecr:GetAuthorizationToken (and sts:GetCallerIdentity) cannot be scoped to a resource, so
+    they get ``"*"``; every other push action is limited to the repository's ARN.
+    """
+    if repository_arn_or_name.startswith("arn:"):
+        repository_arn = repository_arn_or_name
+    else:
+        repository_arn = f"arn:aws:ecr:{region}:{account}:repository/{repository_arn_or_name}"
+    unscoped = ("ecr:GetAuthorizationToken", "sts:GetCallerIdentity")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ShipitEcrLogin",
+                "Effect": "Allow",
+                "Action": list(unscoped),
+                "Resource": "*",
+            },
+            {
+                "Sid": "ShipitEcrPush",
+                "Effect": "Allow",
+                "Action": [a for a in IAM_PUSH_ACTIONS if a not in unscoped],
+                "Resource": repository_arn,
+            },
+        ],
+    }

@@ -1,0 +1,272 @@
+"""`shipit push`: tag the built image for each registry, push it, and prove what landed.
+
+Phase 1 (every registry, concurrently): create the repository if needed, authenticate, and
+check that no release tag would be overwritten with a different image. Only when all of that
+succeeds does phase 2 push; each tag's digest is then confirmed with the registry.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
+
+from shipit.builder import ImageSelection
+from shipit.engine import Auth, Engine, Event, ImageInfo
+from shipit.errors import AuthError, RegistryError, ShipitError
+from shipit.registries import Destination
+from shipit.reporter import Reporter
+from shipit.retry import RetryPolicy, call_with_retry
+from shipit.tags import is_release_tag
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """How to push: retry bounds, overwrite protection, dry run."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    allow_overwrite: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """One reference that now exists in a registry, with the digest the registry serves."""
+
+    registry: str
+    reference: str
+    digest: str
+    status: str  # pushed | tagged | unchanged
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "registry": self.registry,
+            "reference": self.reference,
+            "digest": self.digest,
+            "status": self.status,
+        }
+
+
+@dataclass
+class _Plan:
+    destination: Destination
+    auth: Auth | None = None
+    unchanged: dict[str, str] = field(default_factory=dict)  # tag -> digest already there
+
+
+def local_image(engine: Engine, selection: ImageSelection) -> ImageInfo:
+    """The built image; every selected tag must exist locally and name the same image."""
+    first: ImageInfo | None = None
+    for reference in selection.references:
+        info = engine.require_image(reference)
+        if first is None:
+            first = info
+        elif info.id != first.id:
+            raise ShipitError(
+                f"{reference} is a different image from {selection.references[0]}: "
+                "run 'shipit build' again so every tag names the same image"
+            )
+    assert first is not None
+    return first
+
+
+def _known_digests(image: ImageInfo, repository: str) -> set[str]:
+    """Digests this image already has in `repository` (from earlier pushes)."""
+    wanted = {repository, repository.removeprefix("docker.io/")}
+    out = set()
+    for entry in image.repo_digests:
+        repo, _, digest = entry.partition("@")
+        if repo in wanted:
+            out.add(digest)
+    return out
+
+
+def push_image(
+    selection: ImageSelection,
+    destinations: Sequence[Destination],
+    engine: Engine,
+    reporter: Reporter,
+    settings: PushSettings,
+) -> list[Pushed]:
+    """Push every selected tag to every destination (concurrently); the Python API behind push."""
+    image = local_image(engine, selection)
+    if settings.dry_run:
+        return _dry_run(selection, destinations, reporter)
+
+    with reporter.phase("Prepare registries"):
+        plans = _parallel(
+            [
+                partial(_prepare, d, selection, image, engine, reporter, settings)
+                for d in destinations
+            ]
+        )
+    lock = threading.Lock()
+    with reporter.phase("Push"), reporter.progress(f"Pushing {selection.name}") as view:
+
+        def sink(event: Event) -> None:
+            with lock:
+                view(event)
+
+        results = _parallel(
+            [partial(_push, p, selection, image, engine, reporter, settings, sink) for p in plans]
+        )
+    return [pushed for group in results for pushed in group]
+
+
+def _parallel(jobs: list[Callable[[], T]]) -> list[T]:
+    """Run jobs concurrently; when any fails, raise the first failure after all have ended."""
+    if len(jobs) == 1:
+        return [jobs[0]()]
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="shipit-push") as pool:
+        futures = [pool.submit(job) for job in jobs]
+        errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+    return [f.result() for f in futures]
+
+
+def _prepare(
+    destination: Destination,
+    selection: ImageSelection,
+    image: ImageInfo,
+    engine: Engine,
+    reporter: Reporter,
+    settings: PushSettings,
+) -> _Plan:
+    destination.prepare(selection.name, reporter)
+    plan = _Plan(destination=destination, auth=destination.authenticate(reporter))
+    repository = destination.repository(selection.name)
+    known = _known_digests(image, repository)
+    for tag in selection.tags:
+        if not is_release_tag(tag):
+            continue
+        reference = f"{repository}:{tag}"
+        existing = _with_retry(
+            partial(destination.remote_digest, engine, reference, plan.auth),
+            destination,
+            plan,
+            reporter,
+            settings,
+        )
+        if existing is None:
+            continue
+        if existing in known:
+            plan.unchanged[tag] = existing
+        elif not settings.allow_overwrite:
+            raise RegistryError(
+                f"release tag {reference} already exists with a different image ({existing}); "
+                "refusing to overwrite it",
+                hint="release a new version, or pass --allow-overwrite to replace it on purpose",
+                kind="overwrite_refused",
+            )
+    return plan
+
+
+def _push(
+    plan: _Plan,
+    selection: ImageSelection,
+    image: ImageInfo,
+    engine: Engine,
+    reporter: Reporter,
+    settings: PushSettings,
+    sink: Callable[[Event], None],
+) -> list[Pushed]:
+    destination = plan.destination
+    repository = destination.repository(selection.name)
+    results: list[Pushed] = []
+    pushed_digest: str | None = None
+    for tag in selection.tags:
+        reference = f"{repository}:{tag}"
+        if tag in plan.unchanged:
+            same = plan.unchanged[tag]
+            reporter.info(f"{reference} is already up to date ({same[:19]})")
+            results.append(Pushed(destination.label, reference, same, "unchanged"))
+            continue
+        status = "tagged"
+        digest: str | None = None
+        if pushed_digest is not None:
+            digest = destination.put_tag(selection.name, pushed_digest, tag)
+        if digest is None:
+            status = "pushed"
+            engine.tag(image.id, repository, tag)
+            digest = _with_retry(
+                partial(_engine_push, engine, repository, tag, plan, sink),
+                destination,
+                plan,
+                reporter,
+                settings,
+            )
+        served = _with_retry(
+            partial(_served_digest, engine, reference, plan),
+            destination,
+            plan,
+            reporter,
+            settings,
+        )
+        if served != digest:
+            raise RegistryError(
+                f"{reference}: the registry serves {served} but the push reported {digest}",
+                hint="another push may have moved the tag at the same time; push again",
+                kind="digest_mismatch",
+            )
+        pushed_digest = pushed_digest or digest
+        reporter.info(f"{status} {reference}@{digest}")
+        results.append(Pushed(destination.label, reference, digest, status))
+    return results
+
+
+def _engine_push(
+    engine: Engine, repository: str, tag: str, plan: _Plan, sink: Callable[[Event], None]
+) -> str:
+    # plan.auth is read at call time: a retry after a token refresh uses the fresh token.
+    return engine.push(repository, tag, plan.auth, sink)
+
+
+def _served_digest(engine: Engine, reference: str, plan: _Plan) -> str:
+    return engine.distribution_digest(reference, plan.auth)
+
+
+def _with_retry(
+    fn: Callable[[], T],
+    destination: Destination,
+    plan: _Plan,
+    reporter: Reporter,
+    settings: PushSettings,
+) -> T:
+    """Retry transient failures; after a 401 (an expired ECR token), re-authenticate once."""
+
+    def on_retry(attempt: int, error: RegistryError, delay: float) -> None:
+        reporter.warn(
+            f"{destination.label}: {error.kind} ({error.message}); retry {attempt} in {delay:.1f}s"
+        )
+
+    try:
+        return call_with_retry(fn, settings.retry, on_retry=on_retry)
+    except AuthError:
+        if destination.kind != "ecr":
+            raise
+        reporter.warn(f"{destination.label}: authorization rejected; fetching a fresh ECR token")
+        plan.auth = destination.authenticate(reporter, refresh=True)
+        return call_with_retry(fn, settings.retry, on_retry=on_retry)
+
+
+def _dry_run(
+    selection: ImageSelection, destinations: Sequence[Destination], reporter: Reporter
+) -> list[Pushed]:
+    planned: list[Pushed] = []
+    for destination in destinations:
+        for line in destination.plan(selection.name):
+            reporter.info(f"would ensure {line}")
+        reporter.info(f"would log in to {destination.host}")
+        repository = destination.repository(selection.name)
+        for tag in selection.tags:
+            reference = f"{repository}:{tag}"
+            reporter.info(f"would push {reference}")
+            planned.append(Pushed(destination.label, reference, "", "planned"))
+    return planned

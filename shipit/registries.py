@@ -1,0 +1,312 @@
+"""Where images go: ECR, Docker Hub or any OCI registry host; their references and credentials.
+
+Credentials are resolved in one place, `resolve_credentials`, in this order:
+1. `--username` with `--password-stdin` (the secret is read from stdin, never an option value);
+2. environment: DOCKERHUB_USERNAME + DOCKERHUB_TOKEN (Docker Hub),
+   SHIPIT_REGISTRY_USERNAME + SHIPIT_REGISTRY_PASSWORD (other hosts);
+3. an existing login in the Docker config (including credential helpers).
+ECR always uses a fresh (or cached, unexpired) GetAuthorizationToken result.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shipit import dockerconfig
+from shipit.engine import Auth
+from shipit.errors import AuthError, UsageError
+from shipit.reference import PATH_RE, RegistryTarget, parse_registry_target
+
+if TYPE_CHECKING:
+    from shipit.ecr import EcrRegistry
+    from shipit.engine import Engine
+    from shipit.reporter import Reporter
+
+DOCKER_HUB_HOST = "docker.io"
+KNOWN_KINDS = ("ecr", "dockerhub")
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """Registry options shared by login, push and release."""
+
+    registries: tuple[str, ...] = ()
+    region: str | None = None
+    profile: str | None = None
+    registry_id: str | None = None
+    repository: str | None = None
+    create_repo: bool = True
+    immutable_tags: bool = False
+    kms_key: str | None = None
+    namespace: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_kind(value: str) -> str | RegistryTarget:
+    """'ecr', 'dockerhub', or a registry host with optional port and namespace path."""
+    lowered = value.strip().lower()
+    if lowered in KNOWN_KINDS:
+        return lowered
+    if lowered in {"docker.io", "hub", "docker-hub"}:
+        return "dockerhub"
+    if "/" not in value and ":" not in value and "." not in value and value != "localhost":
+        raise UsageError(
+            f"unknown registry '{value}': use 'ecr', 'dockerhub', or a registry host such as "
+            "'localhost:5000' or 'ghcr.io/acme'"
+        )
+    return parse_registry_target(value)
+
+
+def resolve_credentials(
+    registry: str,
+    *,
+    username: str | None,
+    password: str | None,
+    env_user: str | None,
+    env_secret: str | None,
+    env_names: tuple[str, str],
+    env: Mapping[str, str],
+) -> Auth | None:
+    """The one documented credential order (see the module docstring)."""
+    if username or password:
+        if not (username and password):
+            raise UsageError("--username and --password-stdin go together")
+        return Auth(username=username, password=password, registry=registry)
+    if env_user or env_secret:
+        if not (env_user and env_secret):
+            missing = env_names[1] if env_user else env_names[0]
+            raise AuthError(f"{missing} is not set ({'/'.join(env_names)} go together)")
+        return Auth(username=env_user, password=env_secret, registry=registry)
+    found = dockerconfig.lookup(registry, env)
+    if found is not None:
+        return Auth(username=found[0], password=found[1], registry=registry)
+    return None
+
+
+class Destination(ABC):
+    """One registry to push to. Subclasses fill in references, authentication and extras."""
+
+    kind: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.kind
+
+    @property
+    @abstractmethod
+    def host(self) -> str:
+        """The registry host (with port)."""
+
+    @abstractmethod
+    def repository(self, image_name: str) -> str:
+        """The full repository (HOST/PATH/NAME) an image name is pushed to."""
+
+    def prepare(self, image_name: str, reporter: Reporter) -> None:
+        """Anything that must exist before pushing (an ECR repository)."""
+        return None
+
+    @abstractmethod
+    def authenticate(self, reporter: Reporter, *, refresh: bool = False) -> Auth | None:
+        """Credentials for the engine, or None for an anonymous registry."""
+
+    def plan(self, image_name: str) -> list[str]:
+        """What `--dry-run` says this destination would do besides pushing."""
+        return []
+
+    def put_tag(self, image_name: str, digest: str, tag: str) -> str | None:
+        """Tag an already pushed manifest without an engine push; None when unsupported."""
+        return None
+
+    def remote_digest(self, engine: Engine, reference: str, auth: Auth | None) -> str | None:
+        """The digest the registry serves for a reference, or None when it has none."""
+        from shipit.errors import RegistryError
+
+        try:
+            return engine.distribution_digest(reference, auth)
+        except RegistryError as exc:
+            if exc.kind in {"missing_repository", "not_found"}:
+                return None
+            raise
+
+
+@dataclass
+class GenericRegistry(Destination):
+    """Any OCI registry host: 'localhost:5000', 'ghcr.io/acme'."""
+
+    target: RegistryTarget
+    options: RegistryOptions
+    env: Mapping[str, str]
+    kind: str = "registry"
+
+    @property
+    def label(self) -> str:
+        return self.target.host + (f"/{self.target.path}" if self.target.path else "")
+
+    @property
+    def host(self) -> str:
+        return self.target.host
+
+    def repository(self, image_name: str) -> str:
+        return self.target.repository(self.options.repository or image_name)
+
+    def authenticate(self, reporter: Reporter, *, refresh: bool = False) -> Auth | None:
+        auth = resolve_credentials(
+            self.target.host,
+            username=self.options.username,
+            password=self.options.password,
+            env_user=self.env.get("SHIPIT_REGISTRY_USERNAME"),
+            env_secret=self.env.get("SHIPIT_REGISTRY_PASSWORD"),
+            env_names=("SHIPIT_REGISTRY_USERNAME", "SHIPIT_REGISTRY_PASSWORD"),
+            env=self.env,
+        )
+        if auth is not None:
+            reporter.mask(auth.password)
+        return auth
+
+
+@dataclass
+class DockerHub(Destination):
+    """Docker Hub: docker.io/NAMESPACE/NAME:TAG."""
+
+    options: RegistryOptions
+    env: Mapping[str, str]
+    kind: str = "dockerhub"
+
+    @property
+    def host(self) -> str:
+        return DOCKER_HUB_HOST
+
+    def namespace(self) -> str:
+        namespace = (
+            self.options.namespace
+            or self.env.get("DOCKERHUB_NAMESPACE")
+            or self.env.get("DOCKERHUB_USERNAME")
+            or self.options.username
+        )
+        if not namespace:
+            raise UsageError(
+                "no Docker Hub namespace: pass --namespace or set DOCKERHUB_NAMESPACE "
+                "(or DOCKERHUB_USERNAME)"
+            )
+        namespace = namespace.lower()
+        if "/" in namespace or not PATH_RE.match(namespace):
+            raise UsageError(f"invalid Docker Hub namespace '{namespace}'")
+        return namespace
+
+    def repository(self, image_name: str) -> str:
+        name = self.options.repository or image_name.rsplit("/", 1)[-1]
+        return f"{DOCKER_HUB_HOST}/{self.namespace()}/{name}"
+
+    def authenticate(self, reporter: Reporter, *, refresh: bool = False) -> Auth | None:
+        auth = resolve_credentials(
+            dockerconfig.DOCKER_HUB_KEY,
+            username=self.options.username,
+            password=self.options.password,
+            env_user=self.env.get("DOCKERHUB_USERNAME"),
+            env_secret=self.env.get("DOCKERHUB_TOKEN"),
+            env_names=("DOCKERHUB_USERNAME", "DOCKERHUB_TOKEN"),
+            env=self.env,
+        )
+        if auth is None:
+            raise AuthError(
+                "no Docker Hub credentials: set DOCKERHUB_USERNAME and DOCKERHUB_TOKEN "
+                "(an access token), pass --username with --password-stdin, or run 'docker login'"
+            )
+        reporter.mask(auth.password)
+        return auth
+
+
+@dataclass
+class Ecr(Destination):
+    """Amazon ECR: ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG."""
+
+    registry: EcrRegistry
+    options: RegistryOptions
+    kind: str = "ecr"
+    _auth: Auth | None = None
+
+    @property
+    def host(self) -> str:
+        return self.registry.registry_host
+
+    def repo_name(self, image_name: str) -> str:
+        return self.options.repository or image_name
+
+    def repository(self, image_name: str) -> str:
+        return f"{self.host}/{self.repo_name(image_name)}"
+
+    def plan(self, image_name: str) -> list[str]:
+        action = "create if missing" if self.options.create_repo else "require"
+        return [
+            f"ECR repository {self.repo_name(image_name)} in {self.host}: {action} "
+            f"(scan on push, {'KMS' if self.options.kms_key else 'AES256'}, "
+            f"{'IMMUTABLE' if self.options.immutable_tags else 'MUTABLE'} tags)"
+        ]
+
+    def prepare(self, image_name: str, reporter: Reporter) -> None:
+        result = self.registry.ensure_repository(
+            self.repo_name(image_name),
+            create=self.options.create_repo,
+            immutable_tags=self.options.immutable_tags,
+            kms_key=self.options.kms_key,
+        )
+        reporter.info(f"ECR repository {result.name}: {'created' if result.created else 'exists'}")
+
+    def authenticate(self, reporter: Reporter, *, refresh: bool = False) -> Auth | None:
+        if self._auth is not None and not refresh:
+            return self._auth
+        creds = self.registry.credentials(refresh=refresh)
+        reporter.mask(creds.password)
+        self._auth = Auth(username=creds.username, password=creds.password, registry=creds.registry)
+        return self._auth
+
+    def put_tag(self, image_name: str, digest: str, tag: str) -> str | None:
+        """PutImage on the existing manifest; None (so the engine pushes) if ECR lacks it."""
+        from shipit.errors import RegistryError
+
+        try:
+            return self.registry.put_tag(self.repo_name(image_name), digest, tag)
+        except RegistryError as exc:
+            if exc.kind == "immutable_tag":
+                raise
+            return None
+
+
+def make_ecr_registry(options: RegistryOptions, env: Mapping[str, str]) -> EcrRegistry:
+    """Build the ECR client pair from the standard boto3 chain (region, profile, endpoint)."""
+    from shipit import ecr
+
+    region = ecr.resolve_region(options.region, options.profile, env)
+    ecr_client, sts_client = ecr.make_clients(region, options.profile)
+    cache = ecr.TokenCache(ecr.default_token_cache_path(env))
+    return ecr.EcrRegistry(
+        ecr_client,
+        sts_client,
+        region=region,
+        registry_id=options.registry_id,
+        token_cache=cache,
+        endpoint_id=env.get("AWS_ENDPOINT_URL_ECR") or env.get("AWS_ENDPOINT_URL") or "",
+    )
+
+
+def make_destinations(
+    options: RegistryOptions, env: Mapping[str, str], *, ecr_factory: Any = make_ecr_registry
+) -> list[Destination]:
+    """Parse every --registry value (all validated before anything is contacted)."""
+    if not options.registries:
+        raise UsageError("no registry: pass --registry ecr|dockerhub|HOST[:PORT][/NAMESPACE]")
+    kinds = [parse_kind(value) for value in options.registries]
+    destinations: list[Destination] = []
+    for kind in dict.fromkeys(kinds):
+        if kind == "ecr":
+            destinations.append(Ecr(registry=ecr_factory(options, env), options=options))
+        elif kind == "dockerhub":
+            destinations.append(DockerHub(options=options, env=env))
+        else:
+            assert isinstance(kind, RegistryTarget)
+            destinations.append(GenericRegistry(target=kind, options=options, env=env))
+    return destinations

@@ -1,0 +1,193 @@
+"""Shared fixtures: the fake engine for unit tests, and a real engine for integration tests.
+
+Integration tests skip with a reason when no engine (or registry tool) is reachable, except
+when SHIPIT_REQUIRE_DOCKER=1 (CI), where any skip of an integration test is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes import FakeAPI
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_DOCKER = os.environ.get("SHIPIT_REQUIRE_DOCKER") == "1"
+PYTHON_IMAGE = os.environ.get("SHIPIT_PYTHON_IMAGE", "shipit.local/python:3.11-bookworm")
+BUSYBOX_IMAGE = os.environ.get("SHIPIT_BUSYBOX_IMAGE", "shipit.local/busybox:latest")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_DOCKER and report.skipped and item.get_closest_marker("integration"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"integration test skipped but SHIPIT_REQUIRE_DOCKER=1: {reason}"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep tests away from the user's Docker config, token cache and CI variables."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
+    monkeypatch.setenv("SHIPIT_CACHE_DIR", str(home / ".cache"))
+    for var in (
+        "GITHUB_ACTIONS",
+        "GITHUB_OUTPUT",
+        "GITHUB_STEP_SUMMARY",
+        "GITLAB_CI",
+        "CODEBUILD_BUILD_ID",
+        "DOCKERHUB_USERNAME",
+        "DOCKERHUB_TOKEN",
+        "DOCKERHUB_NAMESPACE",
+        "SHIPIT_REGISTRY_USERNAME",
+        "SHIPIT_REGISTRY_PASSWORD",
+        "SHIPIT_NAME",
+        "SHIPIT_TAGS",
+        "SHIPIT_VERSION",
+        "SHIPIT_REGISTRIES",
+    ):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def fake_api(monkeypatch: pytest.MonkeyPatch) -> FakeAPI:
+    """A fake engine that `Engine.connect` returns, so CLI tests need no Docker."""
+    from shipit.engine import Engine
+
+    api = FakeAPI()
+    monkeypatch.setattr(Engine, "connect", classmethod(lambda cls, env, timeout=60.0: cls(api)))
+    return api
+
+
+# ---------------------------------------------------------------- real engine
+
+
+@pytest.fixture(scope="session")
+def docker_api() -> Any:
+    """A docker-py APIClient for the real engine, or a skip (a failure in CI)."""
+    try:
+        import docker
+
+        api = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
+        api.ping()
+    except Exception as exc:  # any reason the engine is unusable
+        pytest.skip(f"no Docker engine reachable ({type(exc).__name__}): run .ci/setup")
+    return api
+
+
+@pytest.fixture(scope="session")
+def python_image(docker_api: Any) -> str:
+    import docker.errors
+
+    try:
+        docker_api.inspect_image(PYTHON_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.skip(f"base image {PYTHON_IMAGE} is missing: run .ci/setup")
+    return PYTHON_IMAGE
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_api: Any) -> str:
+    import docker.errors
+
+    try:
+        docker_api.inspect_image(BUSYBOX_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.skip(f"image {BUSYBOX_IMAGE} is missing: run .ci/setup")
+    return BUSYBOX_IMAGE
+
+
+class Cleanup:
+    """Records what a test creates on the engine and removes it afterwards."""
+
+    def __init__(self, api: Any):
+        self.api = api
+        self.images: list[str] = []
+        self.containers: list[str] = []
+        self.networks: list[str] = []
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+    def close(self) -> None:
+        for container in self.containers:
+            with contextlib.suppress(Exception):
+                self.api.remove_container(container, force=True)
+        for network in self.networks:
+            with contextlib.suppress(Exception):
+                self.api.remove_network(network)
+        for image in reversed(self.images):
+            with contextlib.suppress(Exception):
+                self.api.remove_image(image, force=True)
+
+
+@pytest.fixture
+def engine_cleanup(docker_api: Any) -> Iterator[Cleanup]:
+    cleanup = Cleanup(docker_api)
+    yield cleanup
+    cleanup.close()
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny git project with a Dockerfile, as the working directory."""
+    (tmp_path / "Dockerfile").write_text(
+        "ARG APP_VERSION=dev\nARG APP_REVISION=unknown\nFROM scratch\nCOPY app.txt /\n"
+    )
+    (tmp_path / "app.txt").write_text("hi\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(tmp_path),
+            "remote",
+            "add",
+            "origin",
+            "https://bob:s3cr3t@example.com/x.git",
+        ],
+        check=True,
+    )
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(tmp_path),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "x",
+        ],
+        check=True,
+    )
+    (tmp_path / "pyproject.toml").write_text('[tool.shipit]\nname = "demo"\n')
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def head(path: Path) -> str:
+    """The full HEAD commit of a work tree."""
+    return subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
