@@ -367,6 +367,7 @@ def push(
             retry=RetryPolicy(attempts=retries, total_seconds=retry_timeout),
             allow_overwrite=allow_overwrite,
             dry_run=dry_run,
+            stall_seconds=stall_timeout,
         )
         pushed = push_image(selection, destinations, engine, reporter, settings)
         if json:

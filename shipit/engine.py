@@ -302,11 +302,18 @@ class Engine:
     def _guard_stream(
         self, stream: Iterator[dict[str, Any]], error_cls: type[ShipitError]
     ) -> Iterator[dict[str, Any]]:
-        """Re-raise transport errors met while reading a stream as shipit errors."""
+        """Re-raise transport and API errors met while reading a stream as shipit errors."""
+        import docker.errors
         import requests.exceptions
 
         try:
             yield from stream
+        except docker.errors.APIError as exc:
+            # A request the engine refuses outright answers without a stream (e.g. a
+            # Dockerfile parse error is a 400); docker-py raises it on the first read.
+            if error_cls is BuildError:
+                raise _build_failure(_api_message(exc), None, []) from exc
+            raise classify_registry_message(_api_message(exc), status=exc.status_code) from exc
         except requests.exceptions.ReadTimeout as exc:
             raise RegistryError(
                 "the Docker engine made no progress within the stall timeout",

@@ -18,8 +18,9 @@ from shipit.builder import ImageSelection
 from shipit.engine import Auth, Engine, Event, ImageInfo
 from shipit.errors import AuthError, RegistryError, ShipitError
 from shipit.registries import Destination
+from shipit.registry_api import Manifest, RegistryClient
 from shipit.reporter import Reporter
-from shipit.retry import RetryPolicy, call_with_retry
+from shipit.retry import DEFAULT_STALL_SECONDS, RetryPolicy, call_with_retry
 from shipit.tags import is_release_tag
 
 T = TypeVar("T")
@@ -32,6 +33,7 @@ class PushSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     allow_overwrite: bool = False
     dry_run: bool = False
+    stall_seconds: float = DEFAULT_STALL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class _Plan:
     destination: Destination
     auth: Auth | None = None
     unchanged: dict[str, str] = field(default_factory=dict)  # tag -> digest already there
+    client: RegistryClient | None = None
 
 
 def local_image(engine: Engine, selection: ImageSelection) -> ImageInfo:
@@ -73,17 +76,6 @@ def local_image(engine: Engine, selection: ImageSelection) -> ImageInfo:
             )
     assert first is not None
     return first
-
-
-def _known_digests(image: ImageInfo, repository: str) -> set[str]:
-    """Digests this image already has in `repository` (from earlier pushes)."""
-    wanted = {repository, repository.removeprefix("docker.io/")}
-    out = set()
-    for entry in image.repo_digests:
-        repo, _, digest = entry.partition("@")
-        if repo in wanted:
-            out.add(digest)
-    return out
 
 
 def push_image(
@@ -141,14 +133,12 @@ def _prepare(
 ) -> _Plan:
     destination.prepare(selection.name, reporter)
     plan = _Plan(destination=destination, auth=destination.authenticate(reporter))
-    repository = destination.repository(selection.name)
-    known = _known_digests(image, repository)
+    host, _, path = destination.repository(selection.name).partition("/")
     for tag in selection.tags:
         if not is_release_tag(tag):
             continue
-        reference = f"{repository}:{tag}"
         existing = _with_retry(
-            partial(destination.remote_digest, engine, reference, plan.auth),
+            partial(_remote_manifest, plan, settings, path, tag),
             destination,
             plan,
             reporter,
@@ -156,16 +146,39 @@ def _prepare(
         )
         if existing is None:
             continue
-        if existing in known:
-            plan.unchanged[tag] = existing
+        if existing.config_digest == image.id:
+            plan.unchanged[tag] = existing.digest
         elif not settings.allow_overwrite:
             raise RegistryError(
-                f"release tag {reference} already exists with a different image ({existing}); "
-                "refusing to overwrite it",
+                f"release tag {host}/{path}:{tag} already exists with a different image "
+                f"({existing.digest}); refusing to overwrite it",
                 hint="release a new version, or pass --allow-overwrite to replace it on purpose",
                 kind="overwrite_refused",
             )
     return plan
+
+
+def _client(plan: _Plan, settings: PushSettings) -> RegistryClient:
+    if plan.client is None or plan.client.auth is not plan.auth:
+        plan.client = RegistryClient(
+            plan.destination.host, plan.auth, timeout=settings.stall_seconds
+        )
+    return plan.client
+
+
+def _remote_manifest(
+    plan: _Plan, settings: PushSettings, path: str, reference: str
+) -> Manifest | None:
+    return _client(plan, settings).manifest(path, reference)
+
+
+def _copy_tag(plan: _Plan, settings: PushSettings, path: str, digest: str, tag: str) -> str:
+    """Point a new tag at an already pushed manifest through the registry API."""
+    client = _client(plan, settings)
+    manifest = client.manifest(path, digest)
+    if manifest is None:
+        raise RegistryError(f"the registry lost manifest {digest} of {path}", kind="not_found")
+    return client.put_manifest(path, tag, manifest)
 
 
 def _push(
@@ -179,6 +192,7 @@ def _push(
 ) -> list[Pushed]:
     destination = plan.destination
     repository = destination.repository(selection.name)
+    path = repository.partition("/")[2]
     results: list[Pushed] = []
     pushed_digest: str | None = None
     for tag in selection.tags:
@@ -191,7 +205,16 @@ def _push(
         status = "tagged"
         digest: str | None = None
         if pushed_digest is not None:
+            # Extra tags reuse the pushed manifest: ECR PutImage, or the registry API.
             digest = destination.put_tag(selection.name, pushed_digest, tag)
+            if digest is None:
+                digest = _with_retry(
+                    partial(_copy_tag, plan, settings, path, pushed_digest, tag),
+                    destination,
+                    plan,
+                    reporter,
+                    settings,
+                )
         if digest is None:
             status = "pushed"
             engine.tag(image.id, repository, tag)

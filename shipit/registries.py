@@ -22,7 +22,6 @@ from shipit.reference import PATH_RE, RegistryTarget, parse_registry_target
 
 if TYPE_CHECKING:
     from shipit.ecr import EcrRegistry
-    from shipit.engine import Engine
     from shipit.reporter import Reporter
 
 DOCKER_HUB_HOST = "docker.io"
@@ -120,17 +119,6 @@ class Destination(ABC):
     def put_tag(self, image_name: str, digest: str, tag: str) -> str | None:
         """Tag an already pushed manifest without an engine push; None when unsupported."""
         return None
-
-    def remote_digest(self, engine: Engine, reference: str, auth: Auth | None) -> str | None:
-        """The digest the registry serves for a reference, or None when it has none."""
-        from shipit.errors import RegistryError
-
-        try:
-            return engine.distribution_digest(reference, auth)
-        except RegistryError as exc:
-            if exc.kind in {"missing_repository", "not_found"}:
-                return None
-            raise
 
 
 @dataclass

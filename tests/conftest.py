@@ -191,3 +191,53 @@ def head(path: Path) -> str:
     return subprocess.run(
         ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def run_shipit(
+    *args: str,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    cwd: Path = REPO_ROOT,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (`python -m shipit`), as a user would."""
+    import sys
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "shipit", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        input=input,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_image(python_image: str, docker_api: Any) -> Iterator[dict[str, Any]]:
+    """The sample app built once per session by `shipit build --json --version 1.2.3`."""
+    import json
+
+    name = f"hello-flask-it-{uuid.uuid4().hex[:6]}"
+    result = run_shipit(
+        "build",
+        "--json",
+        "--name",
+        name,
+        "--version",
+        "1.2.3",
+        "--build-arg",
+        f"PYTHON_IMAGE={python_image}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(result.stdout)
+    data["stderr"] = result.stderr
+    try:
+        yield data
+    finally:
+        for ref in data["tags"]:
+            with contextlib.suppress(Exception):
+                docker_api.remove_image(ref, force=True)

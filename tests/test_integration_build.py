@@ -1,0 +1,129 @@
+"""`shipit build` of the sample app on a real Docker engine, and the container it makes."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO_ROOT, head, run_shipit
+
+pytestmark = pytest.mark.integration
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, response.read().decode()
+
+
+def _wait_http(url: str, deadline: float) -> tuple[int, str]:
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return _get(url)
+        except Exception as exc:  # not up yet
+            last = exc
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer: {last}")
+
+
+def test_build_tags_follow_the_rules(sample_image: dict[str, Any]) -> None:
+    name = sample_image["name"]
+    sha = head(REPO_ROOT)[:7]
+    assert sample_image["tags"] == [
+        f"{name}:1.2.3",
+        f"{name}:1.2",
+        f"{name}:1",
+        f"{name}:latest",
+        f"{name}:sha-{sha}",
+    ]
+    assert sample_image["image_id"].startswith("sha256:")
+    assert sample_image["size_bytes"] > 0
+
+
+def test_build_json_keeps_stdout_to_one_object(sample_image: dict[str, Any]) -> None:
+    # The fixture parsed stdout as one JSON object; progress went to stderr.
+    assert "Step 1/" in sample_image["stderr"]
+
+
+def test_image_has_labels_user_and_healthcheck(
+    sample_image: dict[str, Any], docker_api: Any
+) -> None:
+    for ref in sample_image["tags"]:
+        assert docker_api.inspect_image(ref)["Id"] == sample_image["image_id"]
+    config = docker_api.inspect_image(sample_image["image_id"])["Config"]
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.revision"] == head(REPO_ROOT)
+    assert labels["org.opencontainers.image.version"] == "1.2.3"
+    assert labels["org.opencontainers.image.title"] == sample_image["name"]
+    assert labels["org.opencontainers.image.created"].endswith("Z")
+    user = config["User"]
+    assert user and user.split(":")[0] not in {"0", "root"}
+    assert config["Healthcheck"]["Test"][0] in {"CMD", "CMD-SHELL"}
+    assert "5000/tcp" in config["ExposedPorts"]
+
+
+def test_container_serves_and_reports_healthy(
+    sample_image: dict[str, Any], docker_api: Any, engine_cleanup: Any
+) -> None:
+    container = docker_api.create_container(
+        sample_image["image_id"],
+        ports=[5000],
+        host_config=docker_api.create_host_config(port_bindings={5000: ("127.0.0.1", None)}),
+        labels={"shipit.test": "1"},
+    )
+    engine_cleanup.containers.append(container["Id"])
+    docker_api.start(container["Id"])
+    port = docker_api.port(container["Id"], 5000)[0]["HostPort"]
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    status, body = _wait_http(f"{base}/health", deadline)
+    assert status == 200
+    status, body = _get(f"{base}/")
+    assert status == 200 and "Hello" in body
+    version = json.loads(_get(f"{base}/version")[1])
+    assert version["version"] == "1.2.3"
+    assert version["revision"] == head(REPO_ROOT)
+    uid = docker_api.exec_start(docker_api.exec_create(container["Id"], ["id", "-u"]))
+    assert uid.decode().strip() not in {"", "0"}
+    while time.monotonic() < deadline:
+        health = docker_api.inspect_container(container["Id"])["State"]["Health"]["Status"]
+        if health == "healthy":
+            break
+        assert health != "unhealthy"
+        time.sleep(0.5)
+    assert health == "healthy"
+
+
+def test_failing_run_step_exits_5(tmp_path: Any, busybox_image: str, engine_cleanup: Any) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {busybox_image}\nRUN echo about to fail && echo oops-output && false\n"
+    )
+    result = run_shipit("build", str(tmp_path), "--name", "shipit-it-fail")
+    assert result.returncode == 5, result.stderr
+    assert "RUN echo about to fail" in result.stderr
+    assert "oops-output" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dockerfile_syntax_error_exits_5(tmp_path: Any, docker_api: Any) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nRUNN nothing\n")
+    result = run_shipit("build", str(tmp_path), "--name", "shipit-it-syntax")
+    assert result.returncode == 5, result.stderr
+    assert "RUNN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_scratch_build_with_version(tmp_path: Any, docker_api: Any, engine_cleanup: Any) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /\n")
+    (tmp_path / "hello.txt").write_text("hi\n")
+    result = run_shipit(
+        "build", str(tmp_path), "--name", "shipit-it-scratch", "--version", "1.2.3-rc.1", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    engine_cleanup.images.extend(data["tags"])
+    assert data["tags"] == ["shipit-it-scratch:1.2.3-rc.1", "shipit-it-scratch:latest"]
