@@ -54,6 +54,14 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="More detail."
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and results.")]
 
 
+SECRET_ENV_VARS = (
+    "DOCKERHUB_TOKEN",
+    "SHIPIT_REGISTRY_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         print(f"shipit {__version__}")
@@ -85,8 +93,14 @@ def _env() -> dict[str, str]:
 def _reporter(*, json: bool = False, verbose: bool = False, quiet: bool = False) -> Any:
     from shipit.reporter import OutputMode, Reporter
 
-    mode = OutputMode.detect(_env(), quiet=quiet, verbose=verbose, json=json)
-    return Reporter(mode)
+    env = _env()
+    mode = OutputMode.detect(env, quiet=quiet, verbose=verbose, json=json)
+    reporter = Reporter(mode)
+    # Secrets that arrive through the environment are masked before anything is printed.
+    for var in SECRET_ENV_VARS:
+        if env.get(var):
+            reporter.mask(env[var])
+    return reporter
 
 
 def _run(reporter: Any, body: Callable[[], None]) -> None:
@@ -423,6 +437,138 @@ def login(
         results = login_all(destinations, engine, reporter, env)
         if json:
             reporter.emit_json({"logged_in": results})
+
+    _run(reporter, body)
+
+
+@app.command()
+def release(
+    context: Annotated[
+        str | None,
+        typer.Argument(envvar="SHIPIT_CONTEXT", help="Build context directory."),
+    ] = None,
+    registry: RegistryOpt = None,
+    file: Annotated[
+        str | None,
+        typer.Option("--file", "-f", envvar="SHIPIT_DOCKERFILE", help="Dockerfile path."),
+    ] = None,
+    name: NameOpt = None,
+    tag: TagOpt = None,
+    version: VersionOpt = None,
+    latest: LatestOpt = None,
+    build_arg: Annotated[
+        list[str] | None, typer.Option("--build-arg", help="KEY=VALUE build argument (repeatable).")
+    ] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Build this stage.")] = None,
+    platform: Annotated[
+        str | None, typer.Option("--platform", envvar="SHIPIT_PLATFORM", help="e.g. linux/amd64.")
+    ] = None,
+    pull: Annotated[
+        bool, typer.Option("--pull", help="Always try to pull newer base images.")
+    ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not use the build cache.")
+    ] = False,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="KEY=VALUE image label (repeatable).")
+    ] = None,
+    network: Annotated[str | None, typer.Option("--network", help="Network for RUN steps.")] = None,
+    cache_from: Annotated[
+        list[str] | None,
+        typer.Option("--cache-from", help="Image to use as a cache source (repeatable)."),
+    ] = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    registry_id: RegistryIdOpt = None,
+    repository: RepositoryOpt = None,
+    create_repo: CreateRepoOpt = None,
+    immutable_tags: ImmutableOpt = None,
+    kms_key: KmsOpt = None,
+    namespace: NamespaceOpt = None,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    allow_overwrite: AllowOverwriteOpt = False,
+    dry_run: DryRunOpt = False,
+    retries: RetriesOpt = 5,
+    retry_timeout: RetryTimeOpt = 300.0,
+    stall_timeout: StallOpt = 120.0,
+    json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Build, then push: `shipit build` and `shipit push` with the same options."""
+    reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
+
+    def body() -> None:
+        from shipit.builder import BuildOptions, ImageOptions, build_image, resolve_build_settings
+        from shipit.config import load_config
+        from shipit.engine import Engine
+        from shipit.pusher import PushSettings, push_image
+        from shipit.registries import make_destinations
+        from shipit.retry import RetryPolicy
+
+        env = _env()
+        cwd = Path.cwd()
+        config = load_config(cwd)
+        options = BuildOptions(
+            context=context,
+            dockerfile=file,
+            image=ImageOptions(name=name, tags=tag or (), version=version, latest=latest),
+            build_args=build_arg or (),
+            labels=label or (),
+            target=target,
+            platform=platform,
+            pull=pull,
+            no_cache=no_cache,
+            network=network,
+            cache_from=cache_from or (),
+        )
+        settings = resolve_build_settings(options, config, cwd, env)
+        registry_options = _registry_options(
+            dict(config.registry),
+            registry=registry,
+            region=region,
+            profile=profile,
+            registry_id=registry_id,
+            repository=repository,
+            create_repo=create_repo,
+            immutable_tags=immutable_tags,
+            kms_key=kms_key,
+            namespace=namespace,
+            username=username,
+            password_stdin=password_stdin,
+        )
+        destinations = make_destinations(registry_options, env)
+        engine = Engine.connect(env, timeout=stall_timeout)
+        push_settings = PushSettings(
+            retry=RetryPolicy(attempts=retries, total_seconds=retry_timeout),
+            allow_overwrite=allow_overwrite,
+            dry_run=dry_run,
+            stall_seconds=stall_timeout,
+        )
+        if dry_run:
+            reporter.info(
+                f"would build {settings.context} as " + ", ".join(settings.image.references)
+            )
+            pushed = push_image(
+                settings.image, destinations, engine, reporter, push_settings, built=False
+            )
+            built = None
+        else:
+            with reporter.phase("Build"):
+                built = build_image(settings, engine, reporter)
+            pushed = push_image(settings.image, destinations, engine, reporter, push_settings)
+        if json:
+            reporter.emit_json(
+                {
+                    "build": built.as_json() if built else None,
+                    "pushed": [p.as_json() for p in pushed],
+                    "dry_run": dry_run,
+                }
+            )
+        else:
+            for p in pushed:
+                reporter.emit(f"{p.reference}@{p.digest}" if p.digest else p.reference)
 
     _run(reporter, body)
 

@@ -285,6 +285,13 @@ class Engine:
 
         try:
             return fn(*args, **kwargs)
+        except requests.exceptions.Timeout as exc:
+            raise RegistryError(
+                "no answer within the stall timeout (the engine or the registry behind it hangs)",
+                hint="check the registry, or raise --stall-timeout",
+                transient=True,
+                kind="timeout",
+            ) from exc
         except requests.exceptions.ConnectionError as exc:
             raise EngineUnavailableError(
                 f"lost the connection to the Docker engine at {self.host}",

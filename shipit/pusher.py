@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
@@ -84,11 +83,18 @@ def push_image(
     engine: Engine,
     reporter: Reporter,
     settings: PushSettings,
+    *,
+    built: bool = True,
 ) -> list[Pushed]:
-    """Push every selected tag to every destination (concurrently); the Python API behind push."""
-    image = local_image(engine, selection)
+    """Push every selected tag to every destination (concurrently); the Python API behind push.
+
+    `built=False` (a release dry run) plans without requiring the image to exist yet.
+    """
     if settings.dry_run:
+        if built:
+            local_image(engine, selection)
         return _dry_run(selection, destinations, reporter)
+    image = local_image(engine, selection)
 
     with reporter.phase("Prepare registries"):
         plans = _parallel(
@@ -111,16 +117,35 @@ def push_image(
 
 
 def _parallel(jobs: list[Callable[[], T]]) -> list[T]:
-    """Run jobs concurrently; when any fails, raise the first failure after all have ended."""
+    """Run jobs concurrently; when any fails, raise the first failure after all have ended.
+
+    Daemon threads and a polling join keep Ctrl-C/SIGTERM deliverable to the main thread:
+    an interrupted run exits at once instead of waiting for pushes that hang.
+    """
     if len(jobs) == 1:
         return [jobs[0]()]
-    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="shipit-push") as pool:
-        futures = [pool.submit(job) for job in jobs]
-        errors = [f.exception() for f in futures]
+    results: list[T | None] = [None] * len(jobs)
+    errors: list[BaseException | None] = [None] * len(jobs)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = jobs[index]()
+        except BaseException as exc:
+            errors[index] = exc
+
+    threads = [
+        threading.Thread(target=run, args=(i,), daemon=True, name=f"shipit-push-{i}")
+        for i in range(len(jobs))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
     for error in errors:
         if error is not None:
             raise error
-    return [f.result() for f in futures]
+    return [r for r in results if r is not None]
 
 
 def _prepare(
