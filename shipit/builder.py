@@ -17,6 +17,7 @@ from shipit.reporter import Reporter
 from shipit.tags import compute_tags
 
 SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW(OR)?D|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
+MANAGED_LABEL = "io.shipit.image"
 APP_VERSION_ARG = "APP_VERSION"
 APP_REVISION_ARG = "APP_REVISION"
 
@@ -230,6 +231,8 @@ def oci_labels(
     labels = {
         "org.opencontainers.image.created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "org.opencontainers.image.title": image.name,
+        # Marks images shipit built, so `shipit prune` never touches anything else.
+        MANAGED_LABEL: image.name,
     }
     if image.version:
         labels["org.opencontainers.image.version"] = image.version
