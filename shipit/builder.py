@@ -79,6 +79,9 @@ class BuildSettings:
     network: str | None
     cache_from: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    # A stage named "builder" is also tagged NAME:buildcache, so CI can push it
+    # (`shipit push --push-cache`) and later builds can reuse it (`--cache-from`).
+    cache_stage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,29 @@ def select_image(
     if not tags:
         raise UsageError("no tags to apply: pass --tag or --version, or drop --no-latest")
     return ImageSelection(name=name, tags=tuple(tags), version=version, git=git)
+
+
+CACHE_STAGE = "builder"
+CACHE_TAG = "buildcache"
+
+
+def cache_image_ref(reference: str) -> str:
+    """The builder-stage cache image that goes with an image reference (same repo, tag buildcache)."""
+    repository, _, tag = reference.rpartition(":")
+    if "/" in tag or not repository:
+        repository = reference
+    return f"{repository}:{CACHE_TAG}"
+
+
+def _stage_names(dockerfile: Path) -> set[str]:
+    try:
+        text = dockerfile.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    return {
+        m.lower()
+        for m in re.findall(r"^\s*FROM\s+\S+\s+AS\s+(\S+)", text, re.MULTILINE | re.IGNORECASE)
+    }
 
 
 def _declared_args(dockerfile: Path) -> set[str]:
@@ -217,6 +243,9 @@ def resolve_build_settings(
         network=options.network,
         cache_from=tuple(options.cache_from or config.cache_from),
         warnings=warnings,
+        cache_stage=CACHE_STAGE
+        if not (options.target or config.target) and CACHE_STAGE in _stage_names(dockerfile)
+        else None,
     )
 
 
@@ -250,6 +279,9 @@ def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> 
     for warning in settings.warnings:
         reporter.warn(warning)
     image = settings.image
+    cache_from = list(settings.cache_from)
+    if cache_from:
+        cache_from = _pull_cache_images(cache_from, engine, reporter)
     with create_context_archive(settings.context, settings.dockerfile) as archive:
         if archive.secret_like:
             shown = ", ".join(archive.secret_like[:8])
@@ -263,23 +295,41 @@ def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> 
         reporter.detail(
             f"context {settings.context}: {archive.file_count} files, {archive.size_bytes} bytes"
         )
-        first = f"{image.name}:{image.tags[0]}"
-        with reporter.progress(f"Building {first}") as view:
-            image_id = engine.build(
-                archive.fileobj,
-                dockerfile=archive.dockerfile,
-                tag=first,
-                buildargs=settings.build_args,
-                labels=settings.labels,
-                target=settings.target,
-                platform=settings.platform,
-                pull=settings.pull,
-                nocache=settings.no_cache,
-                network_mode=settings.network,
-                cache_from=settings.cache_from,
-                on_event=view,
-            )
+        stages: list[tuple[str | None, str]] = []
+        if settings.cache_stage:
+            stages.append((settings.cache_stage, f"{image.name}:{CACHE_TAG}"))
+        stages.append((settings.target, f"{image.name}:{image.tags[0]}"))
+        image_id = ""
+        for target, tag in stages:
+            archive.fileobj.seek(0)
+            with reporter.progress(f"Building {tag}") as view:
+                image_id = engine.build(
+                    archive.fileobj,
+                    dockerfile=archive.dockerfile,
+                    tag=tag,
+                    buildargs=settings.build_args,
+                    labels=settings.labels,
+                    target=target,
+                    platform=settings.platform,
+                    pull=settings.pull,
+                    nocache=settings.no_cache,
+                    network_mode=settings.network,
+                    cache_from=cache_from + ([tag] if target == settings.cache_stage else []),
+                    on_event=view,
+                )
     for tag in image.tags[1:]:
         engine.tag(image_id, image.name, tag)
     info = engine.require_image(image_id)
     return BuildResult(name=image.name, image_id=info.id, tags=image.tags, size_bytes=info.size)
+
+
+def _pull_cache_images(references: list[str], engine: Engine, reporter: Reporter) -> list[str]:
+    """Pull --cache-from images (and their builder-stage cache) so a fresh engine can reuse them."""
+    usable: list[str] = []
+    for reference in dict.fromkeys(r for ref in references for r in (ref, cache_image_ref(ref))):
+        if engine.image(reference) is None and engine.pull(reference) is None:
+            reporter.detail(f"cache image {reference} is not available; building without it")
+            continue
+        reporter.info(f"using cache from {reference}")
+        usable.append(reference)
+    return usable

@@ -245,6 +245,10 @@ AllowOverwriteOpt = Annotated[
         help="Allow replacing an existing release tag (1.2.3) with another image.",
     ),
 ]
+PushCacheOpt = Annotated[
+    bool,
+    typer.Option("--push-cache", help="Also push the builder-stage cache image (NAME:buildcache)."),
+]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Print what would happen; change nothing.")
 ]
@@ -337,6 +341,7 @@ def push(
     username: UsernameOpt = None,
     password_stdin: PasswordStdinOpt = False,
     allow_overwrite: AllowOverwriteOpt = False,
+    push_cache: PushCacheOpt = False,
     dry_run: DryRunOpt = False,
     retries: RetriesOpt = 5,
     retry_timeout: RetryTimeOpt = 300.0,
@@ -382,6 +387,7 @@ def push(
             allow_overwrite=allow_overwrite,
             dry_run=dry_run,
             stall_seconds=stall_timeout,
+            push_cache=push_cache,
         )
         pushed = push_image(selection, destinations, engine, reporter, settings)
         if json:
@@ -488,6 +494,7 @@ def release(
     username: UsernameOpt = None,
     password_stdin: PasswordStdinOpt = False,
     allow_overwrite: AllowOverwriteOpt = False,
+    push_cache: PushCacheOpt = False,
     dry_run: DryRunOpt = False,
     retries: RetriesOpt = 5,
     retry_timeout: RetryTimeOpt = 300.0,
@@ -545,6 +552,7 @@ def release(
             allow_overwrite=allow_overwrite,
             dry_run=dry_run,
             stall_seconds=stall_timeout,
+            push_cache=push_cache,
         )
         if dry_run:
             reporter.info(

@@ -181,6 +181,33 @@ class Engine:
         except docker.errors.ImageNotFound:
             return
 
+    def pull(self, reference: str, auth: Auth | None = None) -> str | None:
+        """Pull an image (reading the whole stream); return its id, or None if it is not there.
+
+        Without `auth`, docker-py uses the logins in the Docker config.
+        """
+        import docker.errors
+
+        repository, _, tag = reference.rpartition(":")
+        if "/" in tag or not repository:
+            repository, tag = reference, "latest"
+        try:
+            stream = self._call(
+                self.api.pull,
+                repository,
+                tag=tag,
+                stream=True,
+                decode=True,
+                auth_config=auth.as_docker() if auth else None,
+            )
+            for chunk in self._guard_stream(stream, RegistryError):
+                if "error" in chunk or "errorDetail" in chunk:
+                    return None
+        except (docker.errors.APIError, RegistryError):
+            return None
+        info = self.image(reference)
+        return info.id if info else None
+
     def history(self, ref: str) -> list[dict[str, Any]]:
         return list(self._call(self.api.history, ref))
 

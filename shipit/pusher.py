@@ -33,6 +33,8 @@ class PushSettings:
     allow_overwrite: bool = False
     dry_run: bool = False
     stall_seconds: float = DEFAULT_STALL_SECONDS
+    # Also push the builder-stage cache image (NAME:buildcache) for later --cache-from builds.
+    push_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,10 @@ def push_image(
             local_image(engine, selection)
         return _dry_run(selection, destinations, reporter)
     image = local_image(engine, selection)
+    if settings.push_cache:
+        from shipit.builder import CACHE_TAG
+
+        engine.require_image(f"{selection.name}:{CACHE_TAG}")
 
     with reporter.phase("Prepare registries"):
         plans = _parallel(
@@ -266,7 +272,35 @@ def _push(
         pushed_digest = pushed_digest or digest
         reporter.info(f"{status} {reference}@{digest}")
         results.append(Pushed(destination.label, reference, digest, status))
+    if settings.push_cache:
+        results.append(_push_cache_image(plan, selection, engine, reporter, settings, sink))
     return results
+
+
+def _push_cache_image(
+    plan: _Plan,
+    selection: ImageSelection,
+    engine: Engine,
+    reporter: Reporter,
+    settings: PushSettings,
+    sink: Callable[[Event], None],
+) -> Pushed:
+    """Push NAME:buildcache (the builder stage) beside the image, for --cache-from rebuilds."""
+    from shipit.builder import CACHE_TAG
+
+    destination = plan.destination
+    repository = destination.repository(selection.name)
+    cache = engine.require_image(f"{selection.name}:{CACHE_TAG}")
+    engine.tag(cache.id, repository, CACHE_TAG)
+    digest = _with_retry(
+        partial(_engine_push, engine, repository, CACHE_TAG, plan, sink),
+        destination,
+        plan,
+        reporter,
+        settings,
+    )
+    reporter.info(f"pushed build cache {repository}:{CACHE_TAG}@{digest}")
+    return Pushed(destination.label, f"{repository}:{CACHE_TAG}", digest, "cache")
 
 
 def _engine_push(
