@@ -130,14 +130,21 @@ def select_image(
     *,
     extra_tags: Sequence[str] = (),
     git: GitInfo | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ImageSelection:
     """Name and tags from the one rule set: --tag, latest, sha-<head>, version tags, CI tags."""
+    from shipit import ci
+
     name = options.name or config.name or normalise_name(context.name)
     validate_name(name)
     version = options.version or config.version
     latest = options.latest if options.latest is not None else config.latest
     if git is None:
         git = read_git_info(context) if context.is_dir() else None
+    ci_info = ci.detect(env or {})
+    git = ci.merge_git(git, ci_info)
+    if ci_info is not None:
+        extra_tags = [*extra_tags, *ci_info.tags()]
     tags = compute_tags(
         explicit=list(options.tags or config.tags),
         latest=True if latest is None else latest,
@@ -211,7 +218,7 @@ def resolve_build_settings(
 
     cli_args = parse_pairs(options.build_args, "--build-arg")
     user_labels = parse_pairs(options.labels, "--label")
-    image = select_image(options.image, config, context, extra_tags=extra_tags)
+    image = select_image(options.image, config, context, extra_tags=extra_tags, env=env)
 
     build_args = {**config.build_args, **cli_args}
     declared = _declared_args(dockerfile)

@@ -115,6 +115,24 @@ def _run(reporter: Any, body: Callable[[], None]) -> None:
         raise typer.Exit(ExitCode.INTERRUPTED) from None
 
 
+def _ci_outputs(env: dict[str, str], image: str, tags: list[str], pushed: list[Any]) -> None:
+    """Under GitHub Actions: step outputs and a summary table of what landed."""
+    if env.get("GITHUB_ACTIONS") != "true":
+        return
+    from shipit.ci import write_github_outputs
+
+    landed = [p for p in pushed if p.digest and p.status != "cache"]
+    write_github_outputs(
+        env,
+        image=image,
+        digest=landed[0].digest if landed else None,
+        tags=tags,
+        references=[f"{p.reference}@{p.digest}" for p in landed],
+        rows=[(p.registry, p.reference, p.digest) for p in landed]
+        or [("local", t, "") for t in tags],
+    )
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
@@ -189,6 +207,7 @@ def build(
         settings = resolve_build_settings(options, load_config(cwd), cwd, env)
         engine = Engine.connect(env)
         result = build_image(settings, engine, reporter)
+        _ci_outputs(env, result.name, [f"{result.name}:{t}" for t in result.tags], [])
         if json:
             reporter.emit_json(result.as_json())
         else:
@@ -249,6 +268,26 @@ PushCacheOpt = Annotated[
     bool,
     typer.Option("--push-cache", help="Also push the builder-stage cache image (NAME:buildcache)."),
 ]
+LifecycleKeepOpt = Annotated[
+    int | None,
+    typer.Option("--lifecycle-keep", min=1, help="ECR: keep only the newest N tagged images."),
+]
+LifecycleUntaggedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--lifecycle-untagged-days", min=1, help="ECR: expire untagged images after D days."
+    ),
+]
+ScanGateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scan-gate",
+        help="ECR: wait for scan-on-push findings; fail at or above LOW|MEDIUM|HIGH|CRITICAL.",
+    ),
+]
+ScanTimeoutOpt = Annotated[
+    float, typer.Option("--scan-timeout", min=1, help="ECR: seconds to wait for the scan.")
+]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Print what would happen; change nothing.")
 ]
@@ -292,6 +331,7 @@ def _registry_options(
     namespace: str | None,
     username: str | None,
     password_stdin: bool,
+    **hygiene: Any,
 ) -> Any:
     from shipit.errors import UsageError
     from shipit.registries import RegistryOptions
@@ -320,6 +360,7 @@ def _registry_options(
         namespace=pick(namespace, "namespace"),
         username=pick(username, "username"),
         password=password,
+        **hygiene,
     )
 
 
@@ -342,6 +383,10 @@ def push(
     password_stdin: PasswordStdinOpt = False,
     allow_overwrite: AllowOverwriteOpt = False,
     push_cache: PushCacheOpt = False,
+    lifecycle_keep: LifecycleKeepOpt = None,
+    lifecycle_untagged_days: LifecycleUntaggedOpt = None,
+    scan_gate: ScanGateOpt = None,
+    scan_timeout: ScanTimeoutOpt = 600.0,
     dry_run: DryRunOpt = False,
     retries: RetriesOpt = 5,
     retry_timeout: RetryTimeOpt = 300.0,
@@ -377,9 +422,13 @@ def push(
             namespace=namespace,
             username=username,
             password_stdin=password_stdin,
+            lifecycle_keep=lifecycle_keep,
+            lifecycle_untagged_days=lifecycle_untagged_days,
+            scan_gate=scan_gate,
+            scan_timeout=scan_timeout,
         )
         image_options = ImageOptions(name=name, tags=tag or (), version=version, latest=latest)
-        selection = select_image(image_options, config, resolve_context(None, config, cwd))
+        selection = select_image(image_options, config, resolve_context(None, config, cwd), env=env)
         destinations = make_destinations(options, env)
         engine = Engine.connect(env, timeout=stall_timeout)
         settings = PushSettings(
@@ -390,6 +439,7 @@ def push(
             push_cache=push_cache,
         )
         pushed = push_image(selection, destinations, engine, reporter, settings)
+        _ci_outputs(env, selection.name, selection.references, pushed)
         if json:
             reporter.emit_json({"pushed": [p.as_json() for p in pushed], "dry_run": dry_run})
         else:
@@ -495,6 +545,10 @@ def release(
     password_stdin: PasswordStdinOpt = False,
     allow_overwrite: AllowOverwriteOpt = False,
     push_cache: PushCacheOpt = False,
+    lifecycle_keep: LifecycleKeepOpt = None,
+    lifecycle_untagged_days: LifecycleUntaggedOpt = None,
+    scan_gate: ScanGateOpt = None,
+    scan_timeout: ScanTimeoutOpt = 600.0,
     dry_run: DryRunOpt = False,
     retries: RetriesOpt = 5,
     retry_timeout: RetryTimeOpt = 300.0,
@@ -544,6 +598,10 @@ def release(
             namespace=namespace,
             username=username,
             password_stdin=password_stdin,
+            lifecycle_keep=lifecycle_keep,
+            lifecycle_untagged_days=lifecycle_untagged_days,
+            scan_gate=scan_gate,
+            scan_timeout=scan_timeout,
         )
         destinations = make_destinations(registry_options, env)
         engine = Engine.connect(env, timeout=stall_timeout)
@@ -566,6 +624,7 @@ def release(
             with reporter.phase("Build"):
                 built = build_image(settings, engine, reporter)
             pushed = push_image(settings.image, destinations, engine, reporter, push_settings)
+            _ci_outputs(env, settings.image.name, settings.image.references, pushed)
         if json:
             reporter.emit_json(
                 {
@@ -577,6 +636,92 @@ def release(
         else:
             for p in pushed:
                 reporter.emit(f"{p.reference}@{p.digest}" if p.digest else p.reference)
+
+    _run(reporter, body)
+
+
+@app.command()
+def doctor(
+    registry: RegistryOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check the engine, disk, Docker config, AWS identity and permissions, Docker Hub login."""
+    reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
+
+    def body() -> None:
+        from shipit import doctor as checks_mod
+        from shipit.config import load_config
+        from shipit.engine import Engine
+        from shipit.errors import ShipitError
+        from shipit.registries import RegistryOptions, make_ecr_registry, parse_kind
+
+        env = _env()
+        config = load_config(Path.cwd())
+        wanted = [parse_kind(r) for r in (registry or config.registry.get("registries") or [])]
+        options = RegistryOptions(
+            region=region or config.registry.get("region"),
+            profile=profile or config.registry.get("profile"),
+        )
+        engine_check, _ = checks_mod.check_engine(lambda: Engine.connect(env, timeout=15))
+        results = [engine_check, checks_mod.check_disk(), checks_mod.check_docker_config(env)]
+
+        def make_iam() -> Any:
+            import boto3
+
+            return boto3.Session(profile_name=options.profile).client("iam")
+
+        results += checks_mod.check_aws(
+            lambda: make_ecr_registry(options, env), required="ecr" in wanted, make_iam=make_iam
+        )
+        results.append(checks_mod.check_dockerhub(env, required="dockerhub" in wanted))
+        failed = checks_mod.failed_required(results)
+        if json:
+            reporter.emit_json({"ok": not failed, "checks": [c.as_json() for c in results]})
+        else:
+            for c in results:
+                mark = {True: "ok  ", False: "FAIL", None: "??  "}[c.ok]
+                need = "" if c.required or c.ok is not False else " (optional)"
+                reporter.emit(f"{mark} {c.name}: {c.detail}{need}")
+                if c.ok is not True and c.hint:
+                    reporter.emit(f"     fix: {c.hint}")
+        if failed:
+            error = ShipitError(
+                f"{len(failed)} required check(s) failed: " + ", ".join(c.name for c in failed)
+            )
+            # The exit code of the first failure's class: engine 4, config 2, credentials 3.
+            codes = {"engine": 4, "docker config": 2}
+            error.exit_code = codes.get(failed[0].name, 3)
+            raise error
+
+    _run(reporter, body)
+
+
+@app.command("iam-policy")
+def iam_policy(
+    repository: Annotated[
+        str | None, typer.Option("--repository", help="Repository name (default: image name).")
+    ] = None,
+    region: Annotated[str, typer.Option("--region", help="Region, or * for any.")] = "*",
+    account: Annotated[str, typer.Option("--account", help="Account id, or * for any.")] = "*",
+) -> None:
+    """Print the least-privilege IAM policy JSON for pushing to one ECR repository."""
+    reporter = _reporter(json=True)
+
+    def body() -> None:
+        import json as jsonlib
+
+        from shipit.config import load_config
+        from shipit.ecr import push_policy
+        from shipit.errors import UsageError
+
+        name = repository or load_config(Path.cwd()).name
+        if not name:
+            raise UsageError("no repository: pass --repository NAME")
+        print(jsonlib.dumps(push_policy(name, region=region, account=account), indent=2))
 
     _run(reporter, body)
 

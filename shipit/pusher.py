@@ -274,6 +274,8 @@ def _push(
         results.append(Pushed(destination.label, reference, digest, status))
     if settings.push_cache:
         results.append(_push_cache_image(plan, selection, engine, reporter, settings, sink))
+    if pushed_digest is not None:
+        destination.after_push(selection.name, pushed_digest, reporter)
     return results
 
 

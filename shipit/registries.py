@@ -43,6 +43,11 @@ class RegistryOptions:
     namespace: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    # ECR release hygiene (opt-in): lifecycle policy and a scan-on-push gate.
+    lifecycle_keep: int | None = None
+    lifecycle_untagged_days: int | None = None
+    scan_gate: str | None = None
+    scan_timeout: float = 600.0
 
 
 def parse_kind(value: str) -> str | RegistryTarget:
@@ -115,6 +120,10 @@ class Destination(ABC):
     def plan(self, image_name: str) -> list[str]:
         """What `--dry-run` says this destination would do besides pushing."""
         return []
+
+    def after_push(self, image_name: str, digest: str, reporter: Reporter) -> None:
+        """Checks and settings that follow a successful push (ECR lifecycle, scan gate)."""
+        return None
 
     def put_tag(self, image_name: str, digest: str, tag: str) -> str | None:
         """Tag an already pushed manifest without an engine push; None when unsupported."""
@@ -252,6 +261,32 @@ class Ecr(Destination):
         self._auth = Auth(username=creds.username, password=creds.password, registry=creds.registry)
         return self._auth
 
+    def after_push(self, image_name: str, digest: str, reporter: Reporter) -> None:
+        repo = self.repo_name(image_name)
+        opts = self.options
+        if opts.lifecycle_keep is not None or opts.lifecycle_untagged_days is not None:
+            self.registry.set_lifecycle_policy(
+                repo,
+                keep_tagged=opts.lifecycle_keep,
+                expire_untagged_days=opts.lifecycle_untagged_days,
+            )
+            reporter.info(f"ECR lifecycle policy set on {repo}")
+        if opts.scan_gate:
+            reporter.info(f"waiting for the scan-on-push findings of {repo}@{digest[:19]}")
+            counts = self.registry.scan_findings(repo, digest, timeout=opts.scan_timeout)
+            blocking = scan_gate_failures(counts, opts.scan_gate)
+            summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no findings"
+            if blocking:
+                from shipit.errors import RegistryError
+
+                raise RegistryError(
+                    f"scan gate failed for {repo}@{digest}: {summary} "
+                    f"(threshold {opts.scan_gate.upper()})",
+                    hint="fix the vulnerable packages, or raise --scan-gate",
+                    kind="scan_gate",
+                )
+            reporter.info(f"scan gate passed ({summary})")
+
     def put_tag(self, image_name: str, digest: str, tag: str) -> str | None:
         """PutImage on the existing manifest; None (so the engine pushes) if ECR lacks it."""
         from shipit.errors import RegistryError
@@ -262,6 +297,19 @@ class Ecr(Destination):
             if exc.kind == "immutable_tag":
                 raise
             return None
+
+
+SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+
+
+def scan_gate_failures(counts: Mapping[str, int], threshold: str) -> dict[str, int]:
+    """Findings at or above the threshold severity (CRITICAL > HIGH > MEDIUM > LOW > INFORMATIONAL)."""
+    level = SEVERITIES.index(threshold.upper())
+    return {
+        sev: n
+        for sev, n in counts.items()
+        if n and sev.upper() in SEVERITIES and SEVERITIES.index(sev.upper()) >= level
+    }
 
 
 def make_ecr_registry(options: RegistryOptions, env: Mapping[str, str]) -> EcrRegistry:
@@ -287,7 +335,20 @@ def make_destinations(
     """Parse every --registry value (all validated before anything is contacted)."""
     if not options.registries:
         raise UsageError("no registry: pass --registry ecr|dockerhub|HOST[:PORT][/NAMESPACE]")
+    if options.scan_gate and options.scan_gate.upper() not in SEVERITIES:
+        raise UsageError(
+            f"--scan-gate '{options.scan_gate}' must be one of {', '.join(SEVERITIES[1:])}"
+        )
     kinds = [parse_kind(value) for value in options.registries]
+    hygiene = (
+        options.lifecycle_keep is not None
+        or options.lifecycle_untagged_days is not None
+        or options.scan_gate
+    )
+    if hygiene and "ecr" not in kinds:
+        raise UsageError(
+            "--lifecycle-keep, --lifecycle-untagged-days and --scan-gate need --registry ecr"
+        )
     destinations: list[Destination] = []
     for kind in dict.fromkeys(kinds):
         if kind == "ecr":
