@@ -337,6 +337,7 @@ def _registry_options(
     from shipit.registries import RegistryOptions
 
     password = None
+    username = username or config_registry.get("username")
     if password_stdin:
         if not username:
             raise UsageError("--password-stdin needs --username")
@@ -549,6 +550,18 @@ def release(
     lifecycle_untagged_days: LifecycleUntaggedOpt = None,
     scan_gate: ScanGateOpt = None,
     scan_timeout: ScanTimeoutOpt = 600.0,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke", help="Run `shipit smoke` after the build; push nothing if it fails."
+        ),
+    ] = False,
+    smoke_path: Annotated[
+        str, typer.Option("--smoke-path", help="Health path for --smoke.")
+    ] = "/health",
+    smoke_timeout: Annotated[
+        float, typer.Option("--smoke-timeout", min=1, help="Seconds --smoke waits.")
+    ] = 60.0,
     dry_run: DryRunOpt = False,
     retries: RetriesOpt = 5,
     retry_timeout: RetryTimeOpt = 300.0,
@@ -623,6 +636,18 @@ def release(
         else:
             with reporter.phase("Build"):
                 built = build_image(settings, engine, reporter)
+            if smoke:
+                from shipit.runtime import smoke_test
+
+                with reporter.phase("Smoke test"):
+                    result = smoke_test(
+                        engine,
+                        reporter,
+                        settings.image.references[0],
+                        path=smoke_path,
+                        timeout=smoke_timeout,
+                    )
+                reporter.info(f"healthy in {result.seconds_to_healthy:.1f}s")
             pushed = push_image(settings.image, destinations, engine, reporter, push_settings)
             _ci_outputs(env, settings.image.name, settings.image.references, pushed)
         if json:
@@ -734,3 +759,6 @@ def main() -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(ExitCode.INTERRUPTED)
+
+
+import shipit.cli_runtime  # noqa

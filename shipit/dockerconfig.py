@@ -20,6 +20,7 @@ from shipit.errors import AuthError, ConfigError
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", DOCKER_HUB_KEY}
+_HUB_HOSTS = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
 
 def config_path(env: Mapping[str, str]) -> Path:
@@ -34,6 +35,22 @@ def config_path(env: Mapping[str, str]) -> Path:
 def config_key(registry: str) -> str:
     """The key Docker uses for a registry in config.json (Docker Hub has a legacy URL)."""
     return DOCKER_HUB_KEY if registry in _HUB_ALIASES else registry
+
+
+def _canonical(key: str) -> str:
+    """A config key as a bare host, like docker-py's resolve_index_name: scheme and path
+    dropped ('https://h:5000/v2/' -> 'h:5000'), every Docker Hub alias -> 'docker.io'."""
+    host = key.split("://", 1)[-1].split("/", 1)[0].lower()
+    return "docker.io" if host in _HUB_HOSTS else host
+
+
+def _matching(mapping: Mapping[str, Any], registry: str) -> list[Any]:
+    """Values of `mapping` whose key names `registry`: exact keys first, then any alias."""
+    exact = dict.fromkeys((registry, config_key(registry)))
+    found = [mapping[k] for k in exact if k in mapping]
+    wanted = _canonical(registry)
+    found += [v for k, v in mapping.items() if k not in exact and _canonical(k) == wanted]
+    return found
 
 
 def load(env: Mapping[str, str]) -> dict[str, Any]:
@@ -60,11 +77,10 @@ def load(env: Mapping[str, str]) -> dict[str, Any]:
 
 def helper_for(config: Mapping[str, Any], registry: str) -> str | None:
     """The credential helper that owns `registry`, if any."""
-    key = config_key(registry)
     helpers = config.get("credHelpers") or {}
-    for candidate in (registry, key):
-        if candidate in helpers:
-            return str(helpers[candidate])
+    named = _matching(helpers, registry) if isinstance(helpers, dict) else []
+    if named:
+        return str(named[0])
     store = config.get("credsStore")
     return str(store) if store else None
 
@@ -78,9 +94,7 @@ def lookup(registry: str, env: Mapping[str, str]) -> tuple[str, str] | None:
         if found is not None:
             return found
     auths = config.get("auths") or {}
-    key = config_key(registry)
-    for candidate in (registry, key, f"https://{registry}", f"http://{registry}"):
-        entry = auths.get(candidate)
+    for entry in _matching(auths, registry) if isinstance(auths, dict) else []:
         if not isinstance(entry, dict):
             continue
         if entry.get("auth"):

@@ -7,10 +7,13 @@ stream is read to its end here and such chunks become exceptions.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shipit.classify import classify_registry_message
@@ -20,6 +23,7 @@ from shipit.errors import (
     ImageNotFoundError,
     RegistryError,
     ShipitError,
+    UsageError,
 )
 
 if TYPE_CHECKING:
@@ -99,6 +103,73 @@ class ImageInfo:
 
 def _ignore(_: Event) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    """One entry of the engine's image list; `created` has sub-second precision."""
+
+    id: str
+    repo_tags: tuple[str, ...]
+    created: float
+    size: int
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ContainerSummary:
+    """One entry of the engine's container list (`docker ps -a`)."""
+
+    id: str
+    name: str
+    image: str
+    state: str
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """What the engine knows about one container (`docker inspect`)."""
+
+    id: str
+    name: str
+    image: str
+    status: str
+    running: bool
+    exit_code: int | None
+    # "starting", "healthy" or "unhealthy"; None when the container has no healthcheck.
+    health: str | None
+    # The output of the latest health probe, to explain an unhealthy container.
+    health_output: str
+    labels: Mapping[str, str]
+    # "5000/tcp" -> (host ip, host port) of its first published binding.
+    ports: Mapping[str, tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """A Docker network; `containers` holds the ids attached to it (filled by `network()`)."""
+
+    id: str
+    name: str
+    driver: str
+    labels: Mapping[str, str]
+    containers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What `run_container` starts: one image on one network, its port published on loopback."""
+
+    image: str
+    name: str
+    network: str
+    container_port: int
+    # None lets the engine choose a free host port.
+    host_port: int | None = None
+    host_ip: str = "127.0.0.1"
+    environment: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- the engine
@@ -360,6 +431,275 @@ class Engine:
             ) from exc
         except json.JSONDecodeError as exc:
             raise error_cls("the Docker engine sent an unreadable stream") from exc
+
+    # ------------------------------------------------------------ containers and networks (runtime)
+
+    def images(self, *, label: str, dangling: bool | None = None) -> list[ImageSummary]:
+        """Top-level images carrying `label` ("key=value"), newest last.
+
+        Each is inspected for its nanosecond `Created`, so builds made within the same second
+        still order correctly (the list only has whole seconds).
+        """
+        filters: dict[str, Any] = {"label": [label]}
+        if dangling is not None:
+            filters["dangling"] = dangling
+        summaries: list[ImageSummary] = []
+        for entry in self._call(self.api.images, filters=filters) or []:
+            created = float(entry.get("Created") or 0)
+            info = self.image(entry["Id"])
+            if info is None:  # removed since it was listed
+                continue
+            created = self._parse_timestamp(info.raw.get("Created")) or created
+            summaries.append(
+                ImageSummary(
+                    id=entry["Id"],
+                    repo_tags=tuple(
+                        t for t in entry.get("RepoTags") or () if t and t != "<none>:<none>"
+                    ),
+                    created=created,
+                    size=int(entry.get("Size") or 0),
+                    labels=dict(entry.get("Labels") or {}),
+                )
+            )
+        return sorted(summaries, key=lambda s: (s.created, s.id))
+
+    def remove_image_if_unused(self, ref: str) -> str | None:
+        """Remove a tag or an image without force; None when done, else why the engine refused.
+
+        Removing one of several tags only untags; removing the last one deletes the image
+        and its untagged parent layers. An image a container still uses is refused.
+        """
+        import docker.errors
+
+        try:
+            self._call(self.api.remove_image, ref, force=False, noprune=False)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            return _api_message(exc)
+        return None
+
+    def create_network(self, name: str, *, labels: Mapping[str, str]) -> str:
+        """Create a user-defined bridge network (containers on it reach each other by name)."""
+        data = self._runtime_call(
+            f"create network '{name}'",
+            self.api.create_network,
+            name,
+            driver="bridge",
+            labels=dict(labels),
+            check_duplicate=True,
+        )
+        return str(data["Id"])
+
+    def network(self, ref: str) -> NetworkInfo | None:
+        """Inspect a network by name or id; None when it does not exist."""
+        import docker.errors
+
+        try:
+            data = self._call(self.api.inspect_network, ref)
+        except docker.errors.NotFound:
+            return None
+        return self._network_info(data)
+
+    def networks(self, *, label: str) -> list[NetworkInfo]:
+        """Networks carrying `label` ("key=value"), each inspected for its attached containers."""
+        found: list[NetworkInfo] = []
+        for entry in self._call(self.api.networks, filters={"label": [label]}) or []:
+            info = self.network(entry["Id"])
+            if info is not None:
+                found.append(info)
+        return found
+
+    def remove_network(self, ref: str) -> str | None:
+        """Remove a network; None when done or already gone, else why the engine refused."""
+        import docker.errors
+
+        try:
+            self._call(self.api.remove_network, ref)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            return _api_message(exc)
+        return None
+
+    def run_container(self, spec: ContainerSpec) -> str:
+        """Create and start a detached container (`docker run -d -p IP:HOST:PORT --network`)."""
+        port = f"{spec.container_port}/tcp"
+        host_config = self.api.create_host_config(
+            port_bindings={port: (spec.host_ip, spec.host_port)},
+            network_mode=spec.network,
+        )
+        data = self._runtime_call(
+            f"create container '{spec.name}'",
+            self.api.create_container,
+            spec.image,
+            name=spec.name,
+            detach=True,
+            ports=[(spec.container_port, "tcp")],
+            environment=dict(spec.environment),
+            labels=dict(spec.labels),
+            host_config=host_config,
+        )
+        container_id = str(data["Id"])
+        try:
+            self._runtime_call(f"start container '{spec.name}'", self.api.start, container_id)
+        except BaseException:
+            # Either a running container or none: a created-but-not-started one is removed.
+            with contextlib.suppress(Exception):
+                self._call(self.api.remove_container, container_id, force=True, v=True)
+            raise
+        return container_id
+
+    def container(self, ref: str) -> ContainerInfo | None:
+        """Inspect a container by name or id; None when it does not exist."""
+        import docker.errors
+
+        try:
+            data = self._call(self.api.inspect_container, ref)
+        except docker.errors.NotFound:
+            return None
+        state = data.get("State") or {}
+        health = state.get("Health") or None
+        probes = (health or {}).get("Log") or []
+        ports: dict[str, tuple[str, int]] = {}
+        for port, bindings in ((data.get("NetworkSettings") or {}).get("Ports") or {}).items():
+            for binding in bindings or ():
+                if str(binding.get("HostPort") or "").isdigit():
+                    ports[port] = (str(binding.get("HostIp") or ""), int(binding["HostPort"]))
+                    break
+        config = data.get("Config") or {}
+        return ContainerInfo(
+            id=data["Id"],
+            name=str(data.get("Name") or "").lstrip("/"),
+            image=str(config.get("Image") or data.get("Image") or ""),
+            status=str(state.get("Status") or ""),
+            running=bool(state.get("Running")),
+            exit_code=None if state.get("Running") else state.get("ExitCode"),
+            health=health.get("Status") if health else None,
+            health_output=str(probes[-1].get("Output") or "").strip() if probes else "",
+            labels=dict(config.get("Labels") or {}),
+            ports=ports,
+        )
+
+    def containers(self, *, label: str) -> list[ContainerSummary]:
+        """Containers (running or not) carrying `label` ("key=value")."""
+        entries = self._call(self.api.containers, all=True, filters={"label": [label]}) or []
+        return [
+            ContainerSummary(
+                id=entry["Id"],
+                name=str((entry.get("Names") or [""])[0]).lstrip("/"),
+                image=str(entry.get("Image") or ""),
+                state=str(entry.get("State") or ""),
+                labels=dict(entry.get("Labels") or {}),
+            )
+            for entry in entries
+        ]
+
+    def container_logs(self, ref: str, *, tail: int = 20) -> list[str]:
+        """The last `tail` lines a container wrote (stdout and stderr); [] if it is gone."""
+        import docker.errors
+
+        try:
+            raw = self._call(self.api.logs, ref, stdout=True, stderr=True, tail=tail)
+        except docker.errors.NotFound:
+            return []
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        return [line.rstrip("\r") for line in text.splitlines()][-tail:]
+
+    def follow_logs(self, ref: str) -> Iterator[str]:
+        """Yield a container's log lines as it writes them, until it stops (`docker logs -f`).
+
+        docker-py lifts the read timeout on log streams, so a quiet container does not end it.
+        """
+        import docker.errors
+        import requests.exceptions
+
+        try:
+            stream = self._call(self.api.logs, ref, stream=True, follow=True)
+        except docker.errors.NotFound:
+            return
+        pending = b""
+        try:
+            for chunk in stream:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", "replace").rstrip("\r")
+        except requests.exceptions.ConnectionError as exc:
+            raise EngineUnavailableError(
+                f"lost the connection to the Docker engine at {self.host} while following logs"
+            ) from exc
+        if pending:
+            yield pending.decode("utf-8", "replace").rstrip("\r")
+
+    def remove_container(self, ref: str, *, force: bool = False) -> str | None:
+        """Remove a container (force: kill it first); None when done or already gone."""
+        import docker.errors
+
+        try:
+            self._call(self.api.remove_container, ref, force=force, v=True)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if "already in progress" in _api_message(exc):
+                return None
+            return _api_message(exc)
+        return None
+
+    def _runtime_call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`_call` for container and network requests: a refusal becomes a shipit error."""
+        import docker.errors
+
+        try:
+            try:
+                return self._call(fn, *args, **kwargs)
+            except EngineUnavailableError as exc:
+                # `_call` reads a 500 mentioning "connect" as an engine outage; for containers
+                # that is usually a refusal ("failed programming external connectivity").
+                if isinstance(exc.__cause__, docker.errors.APIError):
+                    raise exc.__cause__ from None
+                raise
+        except docker.errors.APIError as exc:
+            message = _api_message(exc)
+            lowered = message.lower()
+            if exc.status_code == 409 or "already in use" in lowered or "already exists" in lowered:
+                raise UsageError(
+                    f"cannot {what}: {message}", hint="choose another name, or remove the old one"
+                ) from exc
+            if "port is already allocated" in lowered or "address already in use" in lowered:
+                raise UsageError(
+                    f"cannot {what}: the host port is already in use",
+                    hint="pick another --publish port, or omit it to let Docker choose",
+                ) from exc
+            if exc.status_code == 404:
+                raise UsageError(f"cannot {what}: {message}") from exc
+            raise ShipitError(f"the Docker engine refused to {what}: {message}") from exc
+
+    @staticmethod
+    def _network_info(data: Mapping[str, Any]) -> NetworkInfo:
+        return NetworkInfo(
+            id=str(data["Id"]),
+            name=str(data.get("Name") or ""),
+            driver=str(data.get("Driver") or ""),
+            labels=dict(data.get("Labels") or {}),
+            containers=tuple((data.get("Containers") or {}).keys()),
+        )
+
+    @staticmethod
+    def _parse_timestamp(value: Any) -> float | None:
+        """Docker's RFC 3339 timestamps (nanoseconds, 'Z') as epoch seconds; None if unreadable."""
+        if not isinstance(value, str) or not value:
+            return None
+        text = value.replace("Z", "+00:00")
+        # fromisoformat keeps at most microseconds: cut the fraction to six digits.
+        head, dot, rest = text.partition(".")
+        if dot:
+            digits = "".join(itertools.takewhile(str.isdigit, rest))
+            text = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits) :]}"
+        try:
+            return datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            return None
 
 
 def _api_message(exc: Any) -> str:

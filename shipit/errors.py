@@ -13,6 +13,7 @@ class ExitCode:
     ENGINE = 4
     BUILD = 5
     REGISTRY = 6
+    SMOKE = 7
     INTERRUPTED = 130
 
 

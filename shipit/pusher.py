@@ -7,15 +7,17 @@ succeeds does phase 2 push; each tag's digest is then confirmed with the registr
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
 from shipit.builder import ImageSelection
-from shipit.engine import Auth, Engine, Event, ImageInfo
-from shipit.errors import AuthError, RegistryError, ShipitError
+from shipit.engine import Auth, Engine, Event, ImageInfo, PushProgress
+from shipit.errors import AuthError, RegistryError, ShipitError, UsageError
 from shipit.registries import Destination
 from shipit.registry_api import Manifest, RegistryClient
 from shipit.reporter import Reporter
@@ -71,7 +73,7 @@ def local_image(engine: Engine, selection: ImageSelection) -> ImageInfo:
         if first is None:
             first = info
         elif info.id != first.id:
-            raise ShipitError(
+            raise UsageError(
                 f"{reference} is a different image from {selection.references[0]}: "
                 "run 'shipit build' again so every tag names the same image"
             )
@@ -97,6 +99,8 @@ def push_image(
             local_image(engine, selection)
         return _dry_run(selection, destinations, reporter)
     image = local_image(engine, selection)
+    for destination in destinations:
+        destination.repository(selection.name)  # every reference is valid before any side effect
     if settings.push_cache:
         from shipit.builder import CACHE_TAG
 
@@ -105,7 +109,7 @@ def push_image(
     with reporter.phase("Prepare registries"):
         plans = _parallel(
             [
-                partial(_prepare, d, selection, image, engine, reporter, settings)
+                _labelled(d, partial(_prepare, d, selection, image, engine, reporter, settings))
                 for d in destinations
             ]
         )
@@ -117,9 +121,29 @@ def push_image(
                 view(event)
 
         results = _parallel(
-            [partial(_push, p, selection, image, engine, reporter, settings, sink) for p in plans]
+            [
+                _labelled(
+                    p.destination,
+                    partial(_push, p, selection, image, engine, reporter, settings, sink),
+                )
+                for p in plans
+            ]
         )
     return [pushed for group in results for pushed in group]
+
+
+def _labelled(destination: Destination, job: Callable[[], T]) -> Callable[[], T]:
+    """A job whose failures name the registry they happened at."""
+
+    def run() -> T:
+        try:
+            return job()
+        except ShipitError as exc:
+            if not exc.message.startswith(destination.label):
+                exc.message = f"{destination.label}: {exc.message}"
+            raise
+
+    return run
 
 
 def _parallel(jobs: list[Callable[[], T]]) -> list[T]:
@@ -249,8 +273,9 @@ def _push(
         if digest is None:
             status = "pushed"
             engine.tag(image.id, repository, tag)
+            events = _engine_events(sink, destination, reporter, settings)
             digest = _with_retry(
-                partial(_engine_push, engine, repository, tag, plan, sink),
+                partial(_engine_push, engine, repository, tag, plan, events),
                 destination,
                 plan,
                 reporter,
@@ -294,8 +319,9 @@ def _push_cache_image(
     repository = destination.repository(selection.name)
     cache = engine.require_image(f"{selection.name}:{CACHE_TAG}")
     engine.tag(cache.id, repository, CACHE_TAG)
+    events = _engine_events(sink, destination, reporter, settings)
     digest = _with_retry(
-        partial(_engine_push, engine, repository, CACHE_TAG, plan, sink),
+        partial(_engine_push, engine, repository, CACHE_TAG, plan, events),
         destination,
         plan,
         reporter,
@@ -310,6 +336,52 @@ def _engine_push(
 ) -> str:
     # plan.auth is read at call time: a retry after a token refresh uses the fresh token.
     return engine.push(repository, tag, plan.auth, sink)
+
+
+_ENGINE_RETRY = re.compile(r"Retrying in (\d+)")
+
+
+def _engine_events(
+    sink: Callable[[Event], None],
+    destination: Destination,
+    reporter: Reporter,
+    settings: PushSettings,
+) -> Callable[[Event], None]:
+    """The event sink for one engine push operation (all its attempts).
+
+    The engine retries failed layer uploads by itself (five tries over about 50 s) and only
+    streams "Retrying in N seconds". Each such retry is reported, and once they outlast
+    --retry-timeout the push is ended, so the bound holds however the engine retries. A push
+    that is making progress is never cut short: only a retrying one.
+    """
+    deadline = time.monotonic() + settings.retry.total_seconds
+    countdown: dict[str, int] = {}
+
+    def events(event: Event) -> None:
+        sink(event)
+        if not isinstance(event, PushProgress):
+            return
+        match = _ENGINE_RETRY.match(event.status)
+        if match is None:
+            countdown.pop(event.layer, None)
+            return
+        seconds = int(match.group(1))
+        if seconds > countdown.get(event.layer, 0):
+            reporter.warn(
+                f"{destination.label}: the registry failed the upload of layer {event.layer}; "
+                f"the engine retries it in {seconds}s"
+            )
+        countdown[event.layer] = seconds
+        if time.monotonic() > deadline:
+            raise RegistryError(
+                f"the upload of layer {event.layer} was still failing when --retry-timeout "
+                f"({settings.retry.total_seconds:g}s) ran out",
+                hint="check the registry (it keeps failing uploads), or raise --retry-timeout",
+                transient=True,
+                kind="timeout",
+            )
+
+    return events
 
 
 def _served_digest(engine: Engine, reference: str, plan: _Plan) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from shipit import dockerconfig
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from shipit.reporter import Reporter
 
 DOCKER_HUB_HOST = "docker.io"
+_DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 KNOWN_KINDS = ("ecr", "dockerhub")
 
 
@@ -75,9 +76,13 @@ def resolve_credentials(
     env_names: tuple[str, str],
     env: Mapping[str, str],
 ) -> Auth | None:
-    """The one documented credential order (see the module docstring)."""
-    if username or password:
-        if not (username and password):
+    """The one documented credential order (see the module docstring).
+
+    A username without a password (`--username` alone, or `username` in the config) is not a
+    credential: it only names the Docker Hub namespace, and the later sources still apply.
+    """
+    if password:
+        if not username:
             raise UsageError("--username and --password-stdin go together")
         return Auth(username=username, password=password, registry=registry)
     if env_user or env_secret:
@@ -136,7 +141,7 @@ class GenericRegistry(Destination):
 
     target: RegistryTarget
     options: RegistryOptions
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)  # holds DOCKERHUB_TOKEN and friends
     kind: str = "registry"
 
     @property
@@ -170,7 +175,7 @@ class DockerHub(Destination):
     """Docker Hub: docker.io/NAMESPACE/NAME:TAG."""
 
     options: RegistryOptions
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)  # holds DOCKERHUB_TOKEN and friends
     kind: str = "dockerhub"
 
     @property
@@ -349,13 +354,29 @@ def make_destinations(
         raise UsageError(
             "--lifecycle-keep, --lifecycle-untagged-days and --scan-gate need --registry ecr"
         )
-    destinations: list[Destination] = []
+    if options.repository is not None and not PATH_RE.match(options.repository):
+        raise UsageError(
+            f"invalid repository '{options.repository}': use lowercase letters, digits and "
+            "separators (. _ -), with / between path components, e.g. 'web' or 'team/web'"
+        )
+    destinations: list[Destination | None] = []  # None: ECR, built once all is valid
     for kind in dict.fromkeys(kinds):
-        if kind == "ecr":
-            destinations.append(Ecr(registry=ecr_factory(options, env), options=options))
+        if isinstance(kind, RegistryTarget) and kind.host in _DOCKER_HUB_HOSTS:
+            # 'docker.io/acme' is Docker Hub with namespace acme (and Docker Hub credentials).
+            hub_options = replace(options, namespace=kind.path or options.namespace)
+            destinations.append(DockerHub(options=hub_options, env=env))
         elif kind == "dockerhub":
             destinations.append(DockerHub(options=options, env=env))
-        else:
-            assert isinstance(kind, RegistryTarget)
+        elif isinstance(kind, RegistryTarget):
             destinations.append(GenericRegistry(target=kind, options=options, env=env))
-    return destinations
+        else:
+            destinations.append(None)
+    for destination in destinations:
+        if isinstance(destination, DockerHub) and (
+            destination.options.namespace or env.get("DOCKERHUB_NAMESPACE")
+        ):
+            destination.namespace()  # an explicit namespace is checked before any contact
+    return [
+        d if d is not None else Ecr(registry=ecr_factory(options, env), options=options)
+        for d in destinations
+    ]

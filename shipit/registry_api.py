@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipit.classify import classify_registry_message
+from shipit.classify import classify_registry_message, parse_retry_after_header
 from shipit.errors import AuthError, RegistryError
 
 if TYPE_CHECKING:
@@ -143,7 +143,9 @@ class RegistryClient:
 
         scope = f"repository:{repository}:{'pull' if pull_only else 'pull,push'}"
         all_headers = {"Accept": MANIFEST_TYPES, **(headers or {})}
-        for _attempt in range(2):
+        # Up to three rounds: a TLS probe that falls back to plain HTTP on loopback, a Bearer
+        # challenge answered with a token, and the request itself.
+        for _attempt in range(3):
             if scope in self._token:
                 all_headers["Authorization"] = f"Bearer {self._token[scope]}"
             elif self.auth is not None:
@@ -170,7 +172,7 @@ class RegistryClient:
                     self.scheme = "http"
                     continue
                 raise classify_registry_message(
-                    f"connection refused or reset by {self.host}", registry=self.host
+                    f"cannot talk to {self.host}: {_transport_reason(exc)}", registry=self.host
                 ) from exc
             except requests.exceptions.Timeout as exc:
                 raise RegistryError(
@@ -220,7 +222,7 @@ class RegistryClient:
             raise RegistryError(
                 f"{self.host} token service answered with garbage", kind="garbage"
             ) from exc
-        token = body.get("token") or body.get("access_token")
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
         if not token:
             raise RegistryError(f"{self.host} token service returned no token", kind="garbage")
         return str(token)
@@ -228,24 +230,54 @@ class RegistryClient:
     def _raise_for(self, response: requests.Response, what: str) -> None:
         if response.status_code < 400:
             return
-        retry_after = response.headers.get("Retry-After")
+        retry_after = parse_retry_after_header(response.headers.get("Retry-After"))
         message = _error_text(response)
         error = classify_registry_message(
             f"{response.status_code} {message}", status=response.status_code, registry=self.host
         )
-        if isinstance(error, RegistryError) and retry_after and retry_after.isdigit():
-            error.retry_after = float(retry_after)
+        if isinstance(error, RegistryError) and retry_after is not None:
+            error.retry_after = retry_after
         if isinstance(error, AuthError | RegistryError):
             error.message = f"{error.message} [{what}]"
         raise error
 
 
+# What went wrong on the wire, in the words the classifier knows, without the URL or the long
+# urllib3 repr (short, and never anything a request carried).
+_TRANSPORT_REASONS = (
+    ("timed out", "connection timed out"),
+    ("refused", "connection refused"),
+    ("reset by peer", "connection reset"),
+    ("remote end closed", "connection closed without an answer"),
+    ("badstatusline", "malformed HTTP response"),
+    ("bad status line", "malformed HTTP response"),
+    ("name or service not known", "no such host"),
+    ("failed to resolve", "no such host"),
+    ("nodename nor servname", "no such host"),
+    ("temporary failure in name resolution", "temporary failure in name resolution"),
+    ("aborted", "connection aborted"),
+)
+
+
+def _transport_reason(exc: BaseException) -> str:
+    text = str(exc).lower()
+    for needle, reason in _TRANSPORT_REASONS:
+        if needle in text:
+            return reason
+    return "connection failed"
+
+
 def _error_text(response: Any) -> str:
+    """The OCI error body's "CODE: message" pairs, else the HTTP reason (never the raw body)."""
     try:
-        errors = response.json().get("errors") or []
-        return (
-            "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors)
-            or response.reason
-        )
+        body = response.json()
     except ValueError:
-        return str(response.reason or "error")
+        body = None
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list):
+        text = "; ".join(
+            f"{e.get('code', '')}: {e.get('message', '')}" for e in errors if isinstance(e, dict)
+        )
+        if text:
+            return text
+    return str(response.reason or "error")

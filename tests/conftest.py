@@ -238,6 +238,6 @@ def sample_image(python_image: str, docker_api: Any) -> Iterator[dict[str, Any]]
     try:
         yield data
     finally:
-        for ref in data["tags"]:
+        for ref in [*data["tags"], f"{name}:buildcache"]:
             with contextlib.suppress(Exception):
                 docker_api.remove_image(ref, force=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +19,17 @@ def image_id_for(tag: str) -> str:
 
 def digest_for(reference: str) -> str:
     return "sha256:" + hashlib.sha256(("manifest:" + reference).encode()).hexdigest()
+
+
+class _ImageTable(dict[str, dict[str, Any]]):
+    """FakeAPI's image table (id -> inspect data) that is also docker-py's `images()`."""
+
+    def __init__(self, api: FakeAPI) -> None:
+        super().__init__()
+        self.api = api
+
+    def __call__(self, filters: dict[str, Any] | None = None, **kwargs: Any) -> list[Any]:
+        return self.api.list_images(filters)
 
 
 class FakeAPI:
@@ -36,6 +49,26 @@ class FakeAPI:
         # (repository, tag, image id -> digest), and what the registry serves for a reference.
         self.on_push: Callable[[str, str, str], str] | None = None
         self.on_inspect_distribution: Callable[[str], str | None] | None = None
+        # Containers and networks (shipit runtime), keyed by id.
+        self.containers_db: dict[str, dict[str, Any]] = {}
+        self.networks_db: dict[str, dict[str, Any]] = {
+            "bridge-id": {
+                "Id": "bridge-id",
+                "Name": "bridge",
+                "Driver": "bridge",
+                "Labels": {},
+                "Containers": {},
+            }
+        }
+        self.health_script: list[str] = []
+        self.exit_code: int | None = None
+        self.log_lines: list[str] = []
+        self.start_error: Exception | None = None
+        self.next_host_port = 32767
+        self.histories: dict[str, list[dict[str, Any]]] = {}
+        # docker-py lists images with `images(filters=...)`; here `images` is also the
+        # table of images, so it becomes a table that can be called like that method.
+        self.images = _ImageTable(self)
 
     # ---------------------------------------------------------------- images
 
@@ -195,6 +228,219 @@ class FakeAPI:
     def remove_image(self, ref: str, force: bool = False, noprune: bool = False) -> None:
         self._record("remove_image", ref)
 
+    # ---------------------------------------------------------------- containers and networks
+    # What `shipit smoke/run/prune` need. A test steers them through `health_script`
+    # (successive health states a running container reports), `exit_code` (a started
+    # container exits at once), `log_lines`, `start_error` and `runtime_images`.
+
+    @staticmethod
+    def _api_error(status: int, explanation: str) -> Exception:
+        import docker.errors
+
+        class _Response:
+            status_code = status
+            reason = explanation
+            url = "http+docker://localhost/fake"
+
+            @staticmethod
+            def json() -> dict[str, str]:
+                return {"message": explanation}
+
+        return docker.errors.APIError(
+            f"{status} fake", response=_Response(), explanation=explanation
+        )
+
+    @staticmethod
+    def _matches(labels: dict[str, str], filters: dict[str, Any] | None) -> bool:
+        wanted = (filters or {}).get("label") or []
+        for item in [wanted] if isinstance(wanted, str) else wanted:
+            key, sep, value = item.partition("=")
+            if key not in labels or (sep and labels[key] != value):
+                return False
+        return True
+
+    def _container(self, ref: str) -> dict[str, Any]:
+        import docker.errors
+
+        for entry in self.containers_db.values():
+            if entry["Id"] == ref or entry["Name"] == f"/{ref}" or entry["Id"].startswith(ref):
+                return entry
+        raise docker.errors.NotFound(f"No such container: {ref}")
+
+    def _network(self, ref: str) -> dict[str, Any]:
+        import docker.errors
+
+        for entry in self.networks_db.values():
+            if ref in (entry["Id"], entry["Name"]):
+                return entry
+        raise docker.errors.NotFound(f"network {ref} not found")
+
+    def create_network(self, name: str, **kwargs: Any) -> dict[str, str]:
+        self._record("create_network", name, **kwargs)
+        if any(n["Name"] == name for n in self.networks_db.values()):
+            raise self._api_error(409, f"network with name {name} already exists")
+        net_id = hashlib.sha256(f"net:{name}:{len(self.calls)}".encode()).hexdigest()
+        self.networks_db[net_id] = {
+            "Id": net_id,
+            "Name": name,
+            "Driver": kwargs.get("driver") or "bridge",
+            "Labels": dict(kwargs.get("labels") or {}),
+            "Containers": {},
+        }
+        return {"Id": net_id}
+
+    def inspect_network(self, ref: str, **kwargs: Any) -> dict[str, Any]:
+        self._record("inspect_network", ref)
+        return self._network(ref)
+
+    def networks(self, filters: dict[str, Any] | None = None, **kwargs: Any) -> list[Any]:
+        self._record("networks", filters=filters)
+        return [
+            {"Id": n["Id"], "Name": n["Name"], "Labels": n["Labels"], "Containers": {}}
+            for n in self.networks_db.values()
+            if self._matches(n["Labels"], filters)
+        ]
+
+    def remove_network(self, ref: str) -> None:
+        self._record("remove_network", ref)
+        entry = self._network(ref)
+        if entry["Containers"]:
+            raise self._api_error(
+                403, f"error while removing network: network {entry['Name']} has active endpoints"
+            )
+        del self.networks_db[entry["Id"]]
+
+    def create_host_config(self, **kwargs: Any) -> dict[str, Any]:
+        return dict(kwargs)
+
+    def create_container(self, image: str, **kwargs: Any) -> dict[str, str]:
+        self.calls.append(("create_container", (image,), dict(kwargs)))
+        name = kwargs.get("name") or f"c{len(self.containers_db)}"
+        if any(c["Name"] == f"/{name}" for c in self.containers_db.values()):
+            raise self._api_error(409, f'Conflict. The container name "/{name}" is already in use')
+        host_config = kwargs.get("host_config") or {}
+        self._network(host_config.get("network_mode") or "bridge")
+        container_id = hashlib.sha256(f"ctr:{name}:{len(self.calls)}".encode()).hexdigest()
+        self.containers_db[container_id] = {
+            "Id": container_id,
+            "Name": f"/{name}",
+            "Config": {
+                "Image": image,
+                "Labels": dict(kwargs.get("labels") or {}),
+                "Env": [f"{k}={v}" for k, v in (kwargs.get("environment") or {}).items()],
+            },
+            "HostConfig": host_config,
+            "State": {"Status": "created", "Running": False, "ExitCode": 0},
+            "NetworkSettings": {"Ports": {}},
+        }
+        return {"Id": container_id}
+
+    def start(self, container: str) -> None:
+        self._record("start", container)
+        if self.start_error is not None:
+            raise self.start_error
+        entry = self._container(container)
+        ports = {}
+        for port, (host_ip, host_port) in (entry["HostConfig"].get("port_bindings") or {}).items():
+            self.next_host_port += 1
+            ports[port] = [{"HostIp": host_ip, "HostPort": str(host_port or self.next_host_port)}]
+        entry["NetworkSettings"]["Ports"] = ports
+        network = self._network(entry["HostConfig"].get("network_mode") or "bridge")
+        network["Containers"][entry["Id"]] = {"Name": entry["Name"].lstrip("/")}
+        if self.exit_code is not None:
+            entry["State"] = {"Status": "exited", "Running": False, "ExitCode": self.exit_code}
+        else:
+            entry["State"] = {"Status": "running", "Running": True, "ExitCode": 0}
+
+    def inspect_container(self, ref: str) -> dict[str, Any]:
+        self._record("inspect_container", ref)
+        entry = self._container(ref)
+        if entry["State"]["Running"] and self.health_script:
+            status = (
+                self.health_script.pop(0) if len(self.health_script) > 1 else self.health_script[0]
+            )
+            entry["State"]["Health"] = {
+                "Status": status,
+                "Log": [{"ExitCode": 0 if status == "healthy" else 1, "Output": f"probe {status}"}],
+            }
+        return entry
+
+    def containers(
+        self, all: bool = False, filters: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[Any]:
+        self._record("containers", all=all, filters=filters)
+        return [
+            {
+                "Id": c["Id"],
+                "Names": [c["Name"]],
+                "Image": c["Config"]["Image"],
+                "State": c["State"]["Status"],
+                "Labels": c["Config"]["Labels"],
+            }
+            for c in self.containers_db.values()
+            if (all or c["State"]["Running"]) and self._matches(c["Config"]["Labels"], filters)
+        ]
+
+    def logs(self, container: str, stream: bool = False, tail: Any = "all", **kwargs: Any) -> Any:
+        self._record("logs", container, stream=stream, tail=tail)
+        self._container(container)
+        lines = self.log_lines if tail == "all" else self.log_lines[-int(tail) :]
+        data = "".join(f"{line}\n" for line in lines).encode()
+        if stream:
+            # Split across chunk boundaries, as a real multiplexed stream may be.
+            return iter([data[i : i + 7] for i in range(0, len(data), 7)])
+        return data
+
+    def remove_container(self, container: str, force: bool = False, v: bool = False) -> None:
+        self._record("remove_container", container, force=force)
+        entry = self._container(container)
+        if entry["State"]["Running"] and not force:
+            raise self._api_error(409, "You cannot remove a running container. Stop it first")
+        for network in self.networks_db.values():
+            network["Containers"].pop(entry["Id"], None)
+        del self.containers_db[entry["Id"]]
+
+    def add_runtime_image(
+        self, image_id: str, tags: list[str], *, labels: dict[str, str], created: str
+    ) -> None:
+        """An image for `images()`/`inspect_image` with labels and an RFC 3339 Created."""
+        self.images[image_id] = {
+            "Id": image_id,
+            "Size": 100_000_000,
+            "Created": created,
+            "RepoTags": list(tags),
+            "RepoDigests": [],
+            "Config": {"Labels": dict(labels), "User": "", "ExposedPorts": {}},
+        }
+
+    def list_images(self, filters: dict[str, Any] | None = None) -> list[Any]:
+        from datetime import datetime
+
+        self._record("images", filters=filters)
+        listed = []
+        for entry in self.images.values():
+            labels = (entry.get("Config") or {}).get("Labels") or {}
+            dangling = not entry["RepoTags"]
+            if (filters or {}).get("dangling") is not None and filters["dangling"] != dangling:
+                continue
+            if not self._matches(labels, filters):
+                continue
+            created = entry.get("Created") or "2024-01-01T00:00:00Z"
+            listed.append(
+                {
+                    "Id": entry["Id"],
+                    "RepoTags": list(entry["RepoTags"]) or None,
+                    "Created": int(datetime.fromisoformat(created[:19]).timestamp()),
+                    "Size": entry.get("Size") or 0,
+                    "Labels": labels,
+                }
+            )
+        return listed
+
+    def history(self, ref: str) -> list[dict[str, Any]]:
+        self._record("history", ref)
+        return self.histories.get(ref, [])
+
 
 # -------------------------------------------------------------------- registries
 
@@ -216,7 +462,7 @@ def manifest_for(image_id: str) -> bytes:
                 {
                     "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
                     "size": 512,
-                    "digest": "sha256:" + "a" * 64,
+                    "digest": "sha256:" + hashlib.sha256(image_id.encode()).hexdigest(),
                 }
             ],
         }
@@ -276,14 +522,16 @@ class FakeRegistries:
         digest = sha256_digest(raw)
         if self._is_ecr(repository) and self.ecr is not None:
             host, _, name = repository.partition("/")
-            response = self.ecr.put_image(
-                registryId=host.split(".", 1)[0],
-                repositoryName=name,
-                imageManifest=raw.decode(),
-                imageManifestMediaType=MANIFEST_V2,
-                imageTag=tag,
-            )
-            assert response["image"]["imageId"]["imageDigest"] == digest
+            # An engine push of what is already there is a success.
+            with contextlib.suppress(self.ecr.exceptions.ImageAlreadyExistsException):
+                self.ecr.put_image(
+                    registryId=host.split(".", 1)[0],
+                    repositoryName=name,
+                    imageManifest=raw.decode(),
+                    imageManifestMediaType=MANIFEST_V2,
+                    imageTag=tag,
+                    imageDigest=digest,
+                )
             return digest
         store = self.repos.setdefault(repository, {})
         store[tag] = raw
@@ -346,3 +594,121 @@ class FakeRegistryClient:
         store[tag] = manifest.raw
         store[manifest.digest] = manifest.raw
         return str(manifest.digest)
+
+
+# -------------------------------------------------------------------- local images and helpers
+
+
+def add_built_image(
+    api: FakeAPI,
+    project: Any,
+    *,
+    version: str | None = None,
+    tags: tuple[str, ...] = (),
+    latest: bool | None = None,
+    image_id: str | None = None,
+) -> tuple[str, list[str]]:
+    """What `shipit build` with these options leaves in the engine: (image id, NAME:TAG refs)."""
+    from shipit.builder import ImageOptions, select_image
+    from shipit.config import load_config
+
+    selection = select_image(
+        ImageOptions(tags=tags, version=version, latest=latest),
+        load_config(project),
+        project,
+        env={},
+    )
+    image_id = image_id or image_id_for(selection.references[0])
+    for reference in selection.references:
+        api.add_image(reference, image_id)
+    return image_id, selection.references
+
+
+CREDENTIAL_HELPER = """#!{python}
+# A docker-credential-<name> stand-in: `get` answers from creds.json, every call is logged.
+import json, pathlib, sys
+
+here = pathlib.Path(__file__).resolve().parent
+action = sys.argv[1] if len(sys.argv) > 1 else ""
+payload = sys.stdin.read()
+with open(here / "calls.jsonl", "a") as log:
+    log.write(json.dumps({{"argv": sys.argv[1:], "stdin": payload}}) + "\\n")
+creds_file = here / "creds.json"
+creds = json.loads(creds_file.read_text()) if creds_file.exists() else {{}}
+if action == "get":
+    entry = creds.get(payload.strip())
+    if entry is None:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    print(json.dumps({{"ServerURL": payload.strip(), "Username": entry[0], "Secret": entry[1]}}))
+elif action == "store":
+    if (here / "fail-store").exists():
+        print("the keychain is locked", file=sys.stderr)
+        sys.exit(1)
+    data = json.loads(payload)
+    creds[data["ServerURL"]] = [data["Username"], data["Secret"]]
+    creds_file.write_text(json.dumps(creds))
+else:
+    sys.exit(2)
+"""
+
+
+class CredentialHelper:
+    """A fake `docker-credential-NAME` executable in its own directory (put it on PATH)."""
+
+    def __init__(self, directory: Any, name: str = "fake") -> None:
+        import os
+        import sys
+        from pathlib import Path
+
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.program = self.dir / f"docker-credential-{name}"
+        self.program.write_text(CREDENTIAL_HELPER.format(python=sys.executable))
+        os.chmod(self.program, 0o755)
+
+    def set(self, server: str, username: str, secret: str) -> None:
+        creds = self.creds()
+        creds[server] = [username, secret]
+        (self.dir / "creds.json").write_text(json.dumps(creds))
+
+    def creds(self) -> dict[str, list[str]]:
+        path = self.dir / "creds.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def calls(self) -> list[dict[str, Any]]:
+        path = self.dir / "calls.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+    def fail_store(self) -> None:
+        (self.dir / "fail-store").write_text("")
+
+
+AWS_SECRET = "SHIPITsecretKEYthatMUSTneverLEAK0123456789"
+
+
+def isolate_aws(monkeypatch: Any, tmp_path: Any, region: str = "us-east-1") -> None:
+    """Dummy AWS credentials and region, no endpoint override, no shared config: for mock_aws."""
+    for var in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_ECR",
+        "AWS_ENDPOINT_URL_STS",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_REGION",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASHIPITTESTKEY000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))

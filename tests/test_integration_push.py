@@ -262,3 +262,33 @@ def test_ecr_login_records_docker_config(
     config = json.loads((config_dir / "config.json").read_text())
     assert "123456789012.dkr.ecr.us-east-1.amazonaws.com" in config["auths"]
     assert "123456789012-auth-token" not in result.stdout + result.stderr
+
+
+def test_release_smoke_failure_pushes_nothing(
+    auth_registry: Registry, busybox_image: str, tmp_path: Path, engine_cleanup: Any
+) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        f'FROM {busybox_image}\nEXPOSE 8080\nCMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'
+    )
+    env = {"SHIPIT_REGISTRY_USERNAME": USER, "SHIPIT_REGISTRY_PASSWORD": PASSWORD}
+    name = "shipit-it-unhealthy"
+    engine_cleanup.images.append(f"{name}:latest")
+    result = run_shipit(
+        "release",
+        str(tmp_path),
+        "--name",
+        name,
+        "--registry",
+        auth_registry.address,
+        "--smoke",
+        "--smoke-timeout",
+        "5",
+        "--no-latest",
+        "--tag",
+        "candidate",
+        env=env,
+    )
+    engine_cleanup.images.append(f"{name}:candidate")
+    assert result.returncode == 7, result.stderr
+    assert "Traceback" not in result.stderr
+    assert auth_registry.tags(name) == []

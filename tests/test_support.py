@@ -390,6 +390,13 @@ def test_proxy_upstream_down_and_unreachable(tmp_path: Path) -> None:
         with _session() as session:
             assert session.get(proxy.url + "/v2/", timeout=5).status_code == 200
         reg.stop()
+        from tests.support.ports import port_accepts
+
+        if port_accepts(reg.port):
+            # The freed port was taken by another process before we could look: only the
+            # first two outcomes are about the proxy.
+            assert proxy.actions()[:2] == ["upstream-down", "pass"]
+            return
         with _session() as session:
             gone = session.get(proxy.url + "/v2/", timeout=5)
         assert gone.status_code == 502

@@ -1,0 +1,311 @@
+"""The runtime commands (`smoke`, `run`, `inspect`, `prune`) on the shared Typer app.
+
+Thin like the rest of the CLI: parse options, resolve the image, build the engine, call one
+function in shipit.runtime, print its result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shipit.cli import (
+    JsonOpt,
+    LatestOpt,
+    NameOpt,
+    QuietOpt,
+    TagOpt,
+    VerboseOpt,
+    VersionOpt,
+    _env,
+    _reporter,
+    _run,
+    app,
+)
+
+PathOpt = Annotated[
+    str, typer.Option("--path", help="HTTP path that must answer 200 (the health endpoint).")
+]
+PortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--port",
+        min=1,
+        max=65535,
+        help="Container port serving HTTP (default: the image's single EXPOSE).",
+    ),
+]
+EnvOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--env", "-e", help="KEY=VALUE environment variable for the container (repeatable)."
+    ),
+]
+
+
+def _select(
+    name: str | None, tag: list[str] | None, version: str | None, latest: bool | None
+) -> tuple[str, str]:
+    """The image `push` would push, as (name, NAME:FIRST-TAG)."""
+    from shipit.builder import ImageOptions, resolve_context, select_image
+    from shipit.config import load_config
+
+    cwd = Path.cwd()
+    config = load_config(cwd)
+    options = ImageOptions(name=name, tags=tag or (), version=version, latest=latest)
+    selection = select_image(options, config, resolve_context(None, config, cwd), env=_env())
+    return selection.name, selection.references[0]
+
+
+def _engine() -> Any:
+    from shipit.engine import Engine
+
+    return Engine.connect(_env())
+
+
+@app.command()
+def smoke(
+    name: NameOpt = None,
+    tag: TagOpt = None,
+    version: VersionOpt = None,
+    latest: LatestOpt = None,
+    path: PathOpt = "/health",
+    port: PortOpt = None,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=0.1, help="Seconds to wait for the app to become healthy."),
+    ] = 60.0,
+    env: EnvOpt = None,
+    json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the image on a fresh network until /health answers 200 and Docker says healthy; then remove it.
+
+    Exit 7 when it does not become healthy in time (its last log lines are printed).
+    """
+    reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
+
+    def body() -> None:
+        from shipit.builder import parse_pairs
+        from shipit.runtime import smoke_test
+
+        environment = parse_pairs(env or (), "--env")
+        _, reference = _select(name, tag, version, latest)
+        result = smoke_test(
+            _engine(),
+            reporter,
+            reference,
+            path=path,
+            port=port,
+            timeout=timeout,
+            env=environment,
+        )
+        if json:
+            reporter.emit_json(result.as_json())
+        else:
+            reporter.emit(
+                f"healthy {result.image} in {result.seconds_to_healthy:.1f}s ({result.url})"
+            )
+
+    _run(reporter, body)
+
+
+@app.command("run")
+def run_command(
+    name: NameOpt = None,
+    tag: TagOpt = None,
+    version: VersionOpt = None,
+    latest: LatestOpt = None,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            "--network",
+            help="User-defined network to join (created if missing; default NAME-net).",
+        ),
+    ] = None,
+    container_name: Annotated[
+        str | None,
+        typer.Option(
+            "--container-name",
+            help="Container name, which other containers on the network resolve (default: NAME-<random>).",
+        ),
+    ] = None,
+    publish: Annotated[
+        int | None,
+        typer.Option(
+            "--publish",
+            min=1,
+            max=65535,
+            help="Host port on 127.0.0.1 (default: a free one Docker picks).",
+        ),
+    ] = None,
+    port: PortOpt = None,
+    env: EnvOpt = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach/--foreground",
+            "-d/-F",
+            help="Leave it running (default), or show its logs until Ctrl-C and then remove it.",
+        ),
+    ] = True,
+    json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Start the image on a named network with its port published on 127.0.0.1 (`docker run -d -p`)."""
+    reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
+
+    def body() -> None:
+        from shipit.builder import parse_pairs
+        from shipit.errors import ShipitError
+        from shipit.runtime import RunOptions, follow_container, start_container
+
+        environment = parse_pairs(env or (), "--env")
+        image_name, reference = _select(name, tag, version, latest)
+        if container_name is not None:
+            validate_docker_name(container_name, "--container-name")
+        net = validate_docker_name(network or f"{image_name.rsplit('/', 1)[-1]}-net", "--network")
+        engine = _engine()
+        result = start_container(
+            engine,
+            reporter,
+            RunOptions(
+                image=reference,
+                network=net,
+                container_name=container_name,
+                port=port,
+                publish=publish,
+                env=environment,
+            ),
+        )
+        if json:
+            reporter.emit_json({**result.as_json(), "detached": detach})
+        else:
+            reporter.emit(f"{result.container_name} {result.container_id[:12]} {result.url}")
+        if detach:
+            return
+        show = reporter.info if json else reporter.emit
+        code = follow_container(engine, reporter, result, show)
+        if code:
+            raise ShipitError(f"container {result.container_name} exited with code {code}")
+
+    _run(reporter, body)
+
+
+def validate_docker_name(value: str, option: str) -> str:
+    """Docker's rule for container (and sensible network) names, checked before the engine is asked."""
+    import re
+
+    from shipit.errors import UsageError
+
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", value):
+        raise UsageError(
+            f"invalid {option} '{value[:60]}': use letters, digits, '_', '.' and '-' "
+            "(at least 2 characters, starting with a letter or digit)"
+        )
+    return value
+
+
+@app.command("inspect")
+def inspect_command(
+    image: Annotated[
+        str | None,
+        typer.Argument(help="Image reference (default: the configured image's first tag)."),
+    ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare", help="Another image to show side by side (e.g. a single-stage build)."
+        ),
+    ] = None,
+    json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Show an image's size, layers (and the instruction behind each), user, ports, healthcheck, labels."""
+    reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
+
+    def body() -> None:
+        from shipit.runtime import Comparison, inspect_image, show_reports
+
+        reference = image or _select(None, None, None, None)[1]
+        engine = _engine()
+        report = inspect_image(engine, reference)
+        if compare is None:
+            if json:
+                reporter.emit_json(report.as_json())
+            else:
+                show_reports(reporter, [report], None)
+            return
+        comparison = Comparison(report, inspect_image(engine, compare))
+        if json:
+            reporter.emit_json(comparison.as_json())
+        else:
+            show_reports(reporter, [report, comparison.other], comparison)
+
+    _run(reporter, body)
+
+
+@app.command()
+def prune(
+    name: NameOpt = None,
+    keep: Annotated[
+        int,
+        typer.Option(
+            "--keep", min=0, help="Keep the newest N builds of the image (by creation time)."
+        ),
+    ] = 3,
+    all_: Annotated[
+        bool,
+        typer.Option("--all", help="Also remove running containers shipit started."),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Remove; without it only the plan is printed.")
+    ] = False,
+    json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Remove only what shipit made: its stopped containers, unused networks, old builds' tags
+    beyond --keep, and their dangling images. Prints the plan; acts only with --yes.
+    """
+    reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
+
+    def body() -> None:
+        from shipit.runtime import apply_prune, describe_plan, plan_prune
+
+        image_name = _select(name, None, None, None)[0]
+        engine = _engine()
+        plan = plan_prune(engine, name=image_name, keep=keep, include_running=all_)
+        for line in describe_plan(plan):
+            reporter.emit(line)
+        for what, reason in plan.left:
+            reporter.info(f"leaving {what}: {reason}")
+        for kept in plan.kept_builds:
+            reporter.detail(f"keeping {', '.join(kept.repo_tags)} ({kept.id[7:19]})")
+        outcome = None
+        if not yes:
+            if not plan.empty:
+                reporter.info("nothing removed: run again with --yes to remove the above")
+        else:
+            outcome = apply_prune(engine, reporter, plan)
+            reporter.success(
+                f"removed {len(outcome.removed)} item(s)"
+                + (f", {len(outcome.skipped)} kept by the engine" if outcome.skipped else "")
+            )
+        if json:
+            reporter.emit_json(
+                {
+                    "name": image_name,
+                    "dry_run": not yes,
+                    "plan": plan.as_json(),
+                    "removed": list(outcome.removed) if outcome else [],
+                    "skipped": outcome.as_json()["skipped"] if outcome else [],
+                }
+            )
+
+    _run(reporter, body)

@@ -1,0 +1,425 @@
+"""The benchmark harness (benchmarks/): its statistics and report code, and a quick real run.
+
+Targets are never asserted here: only that the harness measures, decides and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from benchmarks import proc, report
+from benchmarks.countproxy import operation_name
+from benchmarks.machine import MachineInfo, cpu_model, memory_gib, os_release
+from benchmarks.runner import CASES, select_cases
+from benchmarks.stats import (
+    CaseResult,
+    Side,
+    Target,
+    alternate,
+    comparison,
+    errored,
+    exit_code,
+    format_value,
+    measure_alternating,
+    measurement,
+    median,
+    ratio,
+    skipped,
+    spread,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_median_and_ratio() -> None:
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([1.0, 2.0, 3.0, 10.0]) == 2.5
+    assert ratio([2.0, 2.2, 1.8], [1.0, 1.0, 1.1]) == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        median([])
+    with pytest.raises(ValueError):
+        ratio([1.0], [0.0])
+
+
+def test_spread_is_zero_for_one_run() -> None:
+    assert spread([5.0]) == 0.0
+    assert spread([1.0, 2.0, 3.0]) == pytest.approx(1.0)
+
+
+def test_alternate_interleaves_sides() -> None:
+    assert alternate(["A", "B"], 3) == ["A", "B", "A", "B", "A", "B"]
+    with pytest.raises(ValueError):
+        alternate(["A"], 0)
+
+
+def test_measure_alternating_runs_in_order_with_warmup() -> None:
+    order: list[str] = []
+
+    def side(label: str, value: float) -> Callable[[], float]:
+        def run() -> float:
+            order.append(label)
+            return value
+
+        return run
+
+    samples = measure_alternating({"a": side("a", 1.0), "b": side("b", 2.0)}, 2, warmup=True)
+    assert order == ["a", "b", "a", "b", "a", "b"]  # warm-up pair first, then A B A B
+    assert samples == {"a": [1.0, 1.0], "b": [2.0, 2.0]}  # warm-up runs are thrown away
+
+
+@pytest.mark.parametrize(
+    ("target", "metric", "met"),
+    [
+        (Target("<=", 1.3), 1.29, True),
+        (Target("<=", 1.3), 1.3, True),
+        (Target("<=", 1.3), 1.31, False),
+        (Target(">=", 2.0), 1.5, False),
+        (Target("==", 0, "calls"), 0, True),
+        (Target("==", 0, "calls"), 1, False),
+    ],
+)
+def test_target(target: Target, metric: float, met: bool) -> None:
+    assert target.met(metric) is met
+
+
+def test_format_value_units() -> None:
+    assert format_value(1.234, "x") == "1.23x"
+    assert format_value(0.1234, "s") == "0.123 s"
+    assert format_value(12.34, "s") == "12.3 s"
+    assert format_value(7.25, "MB") == "7.2 MB"
+    assert format_value(0, "calls") == "0 calls"
+    assert Target("<=", 25, "MB").describe() == "<= 25.0 MB"
+
+
+def test_comparison_decides_met_and_missed() -> None:
+    fast = comparison(
+        "1", "t", Side("a", "a", [1.0, 1.1]), Side("b", "b", [1.0, 1.0]), Target("<=", 1.3)
+    )
+    assert fast.status == "met"
+    assert fast.metric == pytest.approx(1.05)
+    slow = comparison("1", "t", Side("a", "a", [2.0]), Side("b", "b", [1.0]), Target("<=", 1.3))
+    assert slow.status == "missed" and slow.missed
+    info = comparison("1", "t", Side("a", "a", [2.0]), Side("b", "b", [1.0]), None)
+    assert info.status == "info" and info.metric == pytest.approx(2.0)
+
+
+def test_measurement_and_exit_code() -> None:
+    size = measurement("8", "size", 7.2, "MB", Target("<=", 25, "MB"))
+    assert size.status == "met"
+    missed = measurement("9", "health", 6.0, "s", Target("<=", 3.0, "s"))
+    assert missed.status == "missed"
+    skip = skipped("5", "ecr", "no ECR setup")
+    # Missed targets and skips exit 0; only a crash exits non-zero.
+    assert exit_code([size, missed, skip]) == 0
+    assert exit_code([size, errored("3", "push", "Traceback ...")]) == 1
+    assert skip.decide().status == "skipped"
+
+
+# ---------------------------------------------------------------- report
+
+
+def _machine() -> MachineInfo:
+    return MachineInfo(
+        cpu_count=2,
+        cpu_model="AMD EPYC",
+        memory_gib=23.5,
+        kernel="6.1.0",
+        os_name="Debian GNU/Linux 12 (bookworm)",
+        docker_server="20.10.24 (API 1.41)",
+        docker_client="28.2.2",
+        python="3.11.7",
+        date="2026-01-01 12:00",
+        tools={"docker-registry": "2.8.2"},
+    )
+
+
+def test_report_has_machine_method_table_and_missed_profile() -> None:
+    met = comparison(
+        "1a",
+        "Start-up",
+        Side("shipit --version", ".venv/bin/shipit --version", [0.10, 0.11, 0.12]),
+        Side("import", "python -c 'import typer, rich'", [0.09, 0.10, 0.10]),
+        Target("<=", 1.3),
+    )
+    missed = comparison(
+        "3",
+        "Fresh push",
+        Side("shipit", "shipit push", [9.0]),
+        Side("docker", "docker push", [7.0]),
+        Target("<=", 1.05),
+    )
+    missed.profile = "cProfile ... recv_into"
+    missed.next_step = "cut the verification round trip"
+    crashed = errored("6", "CI rebuild", "Traceback: boom")
+    text = report.render(
+        _machine(),
+        [met, missed, crashed],
+        method=["- alternated A B A B"],
+        mode="full",
+        command=".venv/bin/python -m benchmarks",
+        duration_s=600,
+    )
+    for needle in (
+        "# Benchmarks",
+        "| CPUs | 2 |",
+        "| CPU model | AMD EPYC |",
+        "| Memory | 23.5 GiB |",
+        "| Kernel | 6.1.0 |",
+        "| Docker engine | 20.10.24 (API 1.41) |",
+        "2026-01-01 12:00",
+        "## Method",
+        "- alternated A B A B",
+        "| 1a | Start-up | 0.110 s | 0.100 s | 1.10x | <= 1.30x | met |",
+        "| 3 | Fresh push | 9.000 s | 7.000 s | 1.29x | <= 1.05x | **missed** |",
+        "Missed targets: 3 (Fresh push).",
+        "cProfile ... recv_into",
+        "**Next step**: cut the verification round trip",
+        "Traceback: boom",
+        "3 run(s): 0.100, 0.110, 0.120 s; spread 18%",
+    ):
+        assert needle in text, needle
+    # The table has one row per result, each with seven cells.
+    rows = [
+        line for line in text.splitlines() if line.startswith("| 1a") or line.startswith("| 3 ")
+    ]
+    assert all(row.count(" | ") == 6 for row in rows)
+
+
+def test_report_escapes_pipes_in_cells() -> None:
+    result = CaseResult("5a", "aws | docker login", status="info")
+    assert "aws \\| docker login" in "\n".join(report.summary_table([result]))
+
+
+# ---------------------------------------------------------------- machine, profiles, proxy
+
+
+def test_machine_parsers() -> None:
+    assert cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\n") == "AMD EPYC 7B13"
+    assert cpu_model("") == "unknown"
+    assert memory_gib("MemTotal:       24641536 kB\n") == pytest.approx(23.5, abs=0.1)
+    assert os_release('NAME="Debian"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n') == (
+        "Debian GNU/Linux 12 (bookworm)"
+    )
+
+
+def test_importtime_parsing() -> None:
+    stderr = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       300 |        300 |   typer.core",
+            "import time:      1000 |       5000 | typer",
+            "import time:       200 |       6000 | shipit.cli",
+        ]
+    )
+    parsed = proc.parse_importtime(stderr)
+    assert parsed[0] == (300, 300, 1, "typer.core")
+    assert parsed[2] == (200, 6000, 0, "shipit.cli")
+    text = proc.format_importtime(stderr, top=2)
+    assert "11.0 ms in top-level imports" in text
+    assert text.splitlines()[2].split()[-1] == "shipit.cli"
+
+
+def test_cprofile_formatting_and_lookup(tmp_path: Path) -> None:
+    import cProfile
+
+    def engine_like_wait() -> int:
+        return sum(range(20000))
+
+    out = tmp_path / "p.prof"
+    profiler = cProfile.Profile()
+    profiler.runcall(engine_like_wait)
+    profiler.dump_stats(str(out))
+    text = proc.format_cprofile(out, top=3, focus=None)
+    assert "cProfile of the shipit process" in text
+    assert "engine_like_wait" in text
+    seconds, calls = proc.cprofile_lookup(out, r"\(engine_like_wait\)")
+    assert calls == 1 and seconds >= 0
+    assert proc.cprofile_lookup(out, r"no_such_function") == (0.0, 0)
+
+
+def test_operation_names_for_json_and_query_protocols() -> None:
+    ecr = {"X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"}
+    assert operation_name(ecr, b"{}") == "ecr:GetAuthorizationToken"
+    sts_headers = {
+        "Authorization": "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/sts/aws4_request"
+    }
+    assert operation_name(sts_headers, b"Action=GetCallerIdentity&Version=2011-06-15") == (
+        "sts:GetCallerIdentity"
+    )
+    assert operation_name({}, b"") == "http:other"
+
+
+def test_counting_proxy_forwards_and_counts() -> None:
+    import threading
+    import urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from benchmarks.countproxy import counting_proxy
+
+    class Upstream(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            payload = json.dumps({"echo": body.decode()}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with counting_proxy(server.server_address[1]) as proxy:
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            request = urllib.request.Request(
+                proxy.endpoint_url + "/",
+                data=b"{}",
+                headers={
+                    "X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories"
+                },
+            )
+            for _ in range(2):
+                with opener.open(request, timeout=5) as response:
+                    assert json.loads(response.read()) == {"echo": "{}"}
+            assert proxy.take() == Counter({"ecr:DescribeRepositories": 2})
+            assert proxy.take() == Counter()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_seed_token_cache_moves_expiry(tmp_path: Path) -> None:
+    from benchmarks.cases_ecr import seed_token_cache
+
+    path = tmp_path / "ecr-tokens.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "entries": {
+                    "k": {
+                        "registry": "r",
+                        "username": "AWS",
+                        "password": "p",
+                        "expires_at": "2015-01-01T00:00:00+00:00",
+                    }
+                },
+            }
+        )
+    )
+    assert seed_token_cache(path) == 1
+    entry = json.loads(path.read_text())["entries"]["k"]
+    assert entry["expires_at"] > "2026"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_environment_drops_ci_and_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("SHIPIT_REGISTRIES", "ecr")
+    monkeypatch.setenv("AWS_PROFILE", "prod")
+    env = proc.base_env(tmp_path, {"AWS_REGION": "us-east-1"})
+    assert "CI" not in env and "GITHUB_ACTIONS" not in env
+    assert "SHIPIT_REGISTRIES" not in env and "AWS_PROFILE" not in env
+    assert env["AWS_REGION"] == "us-east-1"
+    assert env["DOCKER_CONFIG"] == str(tmp_path / "docker-config")
+
+
+def test_timed_measures_and_raises_on_failure(tmp_path: Path) -> None:
+    env = proc.base_env(tmp_path)
+    run = proc.timed([sys.executable, "-c", "print('hi')"], env=env, cwd=tmp_path)
+    assert run.returncode == 0 and "hi" in run.output and run.seconds > 0
+    with pytest.raises(proc.CommandFailed, match="exited 3"):
+        proc.timed([sys.executable, "-c", "raise SystemExit(3)"], env=env, cwd=tmp_path)
+    on_tty = proc.timed_pty(
+        [sys.executable, "-c", "import sys; print(sys.stderr.isatty())"], env=env, cwd=tmp_path
+    )
+    assert "True" in on_tty.output
+
+
+def test_bench_repositories_never_include_base_images() -> None:
+    assert proc.is_bench_repository("bench-hello")
+    assert proc.is_bench_repository("127.0.0.1:5000/bench-ci")
+    assert not proc.is_bench_repository("shipit.local/python")
+    assert not proc.is_bench_repository("hello-flask")
+    assert not proc.is_bench_repository("bench-hello-other")
+
+
+def test_select_cases() -> None:
+    assert [c.name for c in select_cases("startup,3")] == ["startup", "push"]
+    assert len(select_cases(None)) == len(CASES) == 10
+    with pytest.raises(SystemExit):
+        select_cases("nope")
+
+
+# ---------------------------------------------------------------- a real quick run
+
+
+@pytest.mark.integration
+def test_quick_mode_runs_cheap_cases_and_writes_a_report(
+    tmp_path: Path, docker_api: object
+) -> None:
+    """`python -m benchmarks --quick` for two cheap cases: exits 0 (missed targets included)
+    and writes the report to --output, leaving docs/benchmarks.md alone."""
+    output = tmp_path / "bench.md"
+    docs = REPO / "docs" / "benchmarks.md"
+    before = docs.read_bytes() if docs.exists() else None
+    env = {k: v for k, v in os.environ.items() if k != "SHIPIT_REQUIRE_DOCKER"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--only",
+            "startup,context",
+            "--output",
+            str(output),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = output.read_text()
+    assert "quick mode" in text
+    assert "| 1a |" in text and "| 1b |" in text and "| 2 |" in text
+    assert "## Machine" in text and "## Method" in text
+    assert "**error**" not in text
+    after = docs.read_bytes() if docs.exists() else None
+    assert after == before
+
+
+def test_cached_steps_from_verbose_build_output() -> None:
+    from benchmarks.cases_push import cached_steps
+
+    output = "\n".join(
+        [
+            "Step 1/3 : FROM base",
+            "  ---> 1234",
+            "Step 2/3 : RUN python3 -m venv /opt/venv",
+            "  ---> Using cache",
+            "Step 3/3 : COPY app.py ./",
+            "  ---> 5678",
+        ]
+    )
+    assert cached_steps(output) == ["RUN python3 -m venv /opt/venv"]
