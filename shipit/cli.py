@@ -35,7 +35,9 @@ NameOpt = Annotated[
 ]
 TagOpt = Annotated[
     list[str] | None,
-    typer.Option("--tag", "-t", envvar="SHIPIT_TAGS", help="Extra tag (repeatable)."),
+    typer.Option(
+        "--tag", "-t", envvar="SHIPIT_TAGS", metavar="TAG", help="Extra tag (repeatable)."
+    ),
 ]
 VersionOpt = Annotated[
     str | None,
@@ -157,7 +159,10 @@ def build(
     version: VersionOpt = None,
     latest: LatestOpt = None,
     build_arg: Annotated[
-        list[str] | None, typer.Option("--build-arg", help="KEY=VALUE build argument (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--build-arg", metavar="KEY=VALUE", help="KEY=VALUE build argument (repeatable)."
+        ),
     ] = None,
     target: Annotated[str | None, typer.Option("--target", help="Build this stage.")] = None,
     platform: Annotated[
@@ -170,12 +175,15 @@ def build(
         bool, typer.Option("--no-cache", help="Do not use the build cache.")
     ] = False,
     label: Annotated[
-        list[str] | None, typer.Option("--label", help="KEY=VALUE image label (repeatable).")
+        list[str] | None,
+        typer.Option("--label", metavar="KEY=VALUE", help="KEY=VALUE image label (repeatable)."),
     ] = None,
     network: Annotated[str | None, typer.Option("--network", help="Network for RUN steps.")] = None,
     cache_from: Annotated[
         list[str] | None,
-        typer.Option("--cache-from", help="Image to use as a cache source (repeatable)."),
+        typer.Option(
+            "--cache-from", metavar="REF", help="Image to use as a cache source (repeatable)."
+        ),
     ] = None,
     json: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -227,6 +235,7 @@ RegistryOpt = Annotated[
     typer.Option(
         "--registry",
         "-r",
+        metavar="KIND",
         envvar="SHIPIT_REGISTRIES",
         help="ecr, dockerhub, or HOST[:PORT][/NAMESPACE] (repeatable: pushed concurrently).",
     ),
@@ -514,7 +523,10 @@ def release(
     version: VersionOpt = None,
     latest: LatestOpt = None,
     build_arg: Annotated[
-        list[str] | None, typer.Option("--build-arg", help="KEY=VALUE build argument (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--build-arg", metavar="KEY=VALUE", help="KEY=VALUE build argument (repeatable)."
+        ),
     ] = None,
     target: Annotated[str | None, typer.Option("--target", help="Build this stage.")] = None,
     platform: Annotated[
@@ -527,12 +539,15 @@ def release(
         bool, typer.Option("--no-cache", help="Do not use the build cache.")
     ] = False,
     label: Annotated[
-        list[str] | None, typer.Option("--label", help="KEY=VALUE image label (repeatable).")
+        list[str] | None,
+        typer.Option("--label", metavar="KEY=VALUE", help="KEY=VALUE image label (repeatable)."),
     ] = None,
     network: Annotated[str | None, typer.Option("--network", help="Network for RUN steps.")] = None,
     cache_from: Annotated[
         list[str] | None,
-        typer.Option("--cache-from", help="Image to use as a cache source (repeatable)."),
+        typer.Option(
+            "--cache-from", metavar="REF", help="Image to use as a cache source (repeatable)."
+        ),
     ] = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
