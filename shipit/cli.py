@@ -340,6 +340,7 @@ def _registry_options(
     namespace: str | None,
     username: str | None,
     password_stdin: bool,
+    reporter: Any = None,
     **hygiene: Any,
 ) -> Any:
     from shipit.errors import UsageError
@@ -353,6 +354,8 @@ def _registry_options(
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise UsageError("--password-stdin: nothing was read from stdin")
+        if reporter is not None:
+            reporter.mask(password)  # before anything else is printed
     c = config_registry
 
     def pick(value: Any, key: str, default: Any = None) -> Any:
@@ -432,6 +435,7 @@ def push(
             namespace=namespace,
             username=username,
             password_stdin=password_stdin,
+            reporter=reporter,
             lifecycle_keep=lifecycle_keep,
             lifecycle_untagged_days=lifecycle_untagged_days,
             scan_gate=scan_gate,
@@ -468,6 +472,8 @@ def login(
     namespace: NamespaceOpt = None,
     username: UsernameOpt = None,
     password_stdin: PasswordStdinOpt = False,
+    retries: RetriesOpt = 5,
+    retry_timeout: RetryTimeOpt = 300.0,
     stall_timeout: StallOpt = 120.0,
     json: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -497,10 +503,19 @@ def login(
             namespace=namespace,
             username=username,
             password_stdin=password_stdin,
+            reporter=reporter,
         )
         destinations = make_destinations(options, env)
         engine = Engine.connect(env, timeout=stall_timeout)
-        results = login_all(destinations, engine, reporter, env)
+        from shipit.retry import RetryPolicy
+
+        results = login_all(
+            destinations,
+            engine,
+            reporter,
+            env,
+            retry=RetryPolicy(attempts=retries, total_seconds=retry_timeout),
+        )
         if json:
             reporter.emit_json({"logged_in": results})
 
@@ -626,6 +641,7 @@ def release(
             namespace=namespace,
             username=username,
             password_stdin=password_stdin,
+            reporter=reporter,
             lifecycle_keep=lifecycle_keep,
             lifecycle_untagged_days=lifecycle_untagged_days,
             scan_gate=scan_gate,

@@ -410,9 +410,22 @@ class Engine:
         """Re-raise transport and API errors met while reading a stream as shipit errors."""
         import docker.errors
         import requests.exceptions
+        import urllib3.exceptions
 
         try:
             yield from stream
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            # docker-py reads streams straight from urllib3: a silent engine raises this.
+            raise RegistryError(
+                "the Docker engine made no progress within the stall timeout",
+                hint="check the registry, or raise --stall-timeout",
+                transient=True,
+                kind="timeout",
+            ) from exc
+        except urllib3.exceptions.ProtocolError as exc:
+            raise EngineUnavailableError(
+                f"lost the connection to the Docker engine at {self.host} while streaming"
+            ) from exc
         except docker.errors.APIError as exc:
             # A request the engine refuses outright answers without a stream (e.g. a
             # Dockerfile parse error is a 400); docker-py raises it on the first read.

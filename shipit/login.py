@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import Any
 
 from shipit import dockerconfig
 from shipit.engine import Engine
@@ -30,7 +31,11 @@ def login_all(
                 f"no credentials for {destination.host}: set SHIPIT_REGISTRY_USERNAME and "
                 "SHIPIT_REGISTRY_PASSWORD, or pass --username with --password-stdin"
             )
-        call_with_retry(partial(engine.login, auth), retry or RetryPolicy())
+        call_with_retry(
+            partial(engine.login, auth),
+            retry or RetryPolicy(),
+            on_retry=partial(_report_retry, reporter, destination.label),
+        )
         stored = dockerconfig.store(
             auth.registry or destination.host, auth.username, auth.password, env
         )
@@ -39,3 +44,7 @@ def login_all(
             {"registry": destination.label, "server": destination.host, "stored_in": stored}
         )
     return results
+
+
+def _report_retry(reporter: Reporter, label: str, attempt: int, error: Any, delay: float) -> None:
+    reporter.warn(f"{label}: {error.kind} ({error.message}); retry {attempt} in {delay:.1f}s")

@@ -349,9 +349,10 @@ def render() -> str:
         "| jitter | each delay is 0.5-1x the backoff | |",
         "| Retry-After | a floor under the delay, where the registry's answer reaches shipit | |",
         "",
-        "- Only transient classes are retried; the others fail at once. A retry that would end",
-        "  after the total time is not started: the last error is reported with how many",
-        "  attempts were made and how long they took.",
+        "- Only transient classes are retried; the others fail at once. A retry whose wait",
+        "  would end after the total time is not started: the last error is reported with how",
+        "  many attempts were made and how long they took. An attempt under way is bounded by",
+        "  `--stall-timeout`, and an engine push by the cut described below.",
         "- Each retry is reported with its class and reason (`warning: HOST: server (...);"
         " retry 1 in 0.9s`).",
         "- The engine retries failed layer uploads by itself (5 tries over about 50 s) and",

@@ -423,3 +423,8 @@ def test_cached_steps_from_verbose_build_output() -> None:
         ]
     )
     assert cached_steps(output) == ["RUN python3 -m venv /opt/venv"]
+
+
+def test_build_image_ids_from_legacy_builder_output() -> None:
+    output = "Step 1/2 : FROM scratch\n ---> \nStep 2/2 : COPY . /app\n ---> Using cache\n ---> 3e9284ca266a\nSuccessfully built 3e9284ca266a\n"
+    assert proc.build_image_ids(output) == ["3e9284ca266a", "3e9284ca266a"]
