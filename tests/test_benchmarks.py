@@ -428,3 +428,10 @@ def test_cached_steps_from_verbose_build_output() -> None:
 def test_build_image_ids_from_legacy_builder_output() -> None:
     output = "Step 1/2 : FROM scratch\n ---> \nStep 2/2 : COPY . /app\n ---> Using cache\n ---> 3e9284ca266a\nSuccessfully built 3e9284ca266a\n"
     assert proc.build_image_ids(output) == ["3e9284ca266a", "3e9284ca266a"]
+
+
+def test_loadavg_parsing() -> None:
+    from benchmarks.machine import loadavg
+
+    assert loadavg("0.34 0.33 0.35 1/234 5678\n") == "0.34 / 0.33 / 0.35"
+    assert loadavg("") == "not available"

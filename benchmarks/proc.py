@@ -1,0 +1,452 @@
+"""Running the timed commands: subprocesses (plain or under a pseudo-terminal), CPU accounting,
+profiles (cProfile, ``-X importtime``), and the Docker clean-up helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pstats
+import re
+import select
+import shlex
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+SHIPIT = str(VENV_BIN / "shipit")
+PYTHON = sys.executable
+COMMAND_TIMEOUT = 900.0
+
+# Variables that change what shipit does (CI detection, defaults, credentials): the benchmark
+# runs every command without them, so a developer's shell and CI measure the same thing.
+_DROPPED_PREFIXES = ("SHIPIT_", "DOCKERHUB_", "GITHUB_", "CODEBUILD_", "AWS_")
+_DROPPED = {"CI", "GITLAB_CI", "GITHUB_ACTIONS", "DOCKER_BUILDKIT", "BUILDKIT_PROGRESS"}
+
+
+class CommandFailed(RuntimeError):
+    """A timed command exited non-zero: a crash-type failure of the benchmark."""
+
+    def __init__(self, command: Sequence[str], returncode: int, output: str):
+        self.command = list(command)
+        self.returncode = returncode
+        self.output = output
+        tail = "\n".join(output.strip().splitlines()[-25:])
+        super().__init__(f"`{show(command)}` exited {returncode}:\n{tail}")
+
+
+def show(command: Sequence[str]) -> str:
+    """A command line for the report, with the venv's paths shortened."""
+    text = shlex.join(command)
+    return text.replace(str(VENV_BIN) + "/", ".venv/bin/").replace(str(REPO) + "/", "")
+
+
+def base_env(tmp: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every timed command: no CI/shipit/AWS variables, private Docker config."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _DROPPED and not key.startswith(_DROPPED_PREFIXES)
+    }
+    env["DOCKER_CONFIG"] = str(tmp / "docker-config")
+    env["SHIPIT_CACHE_DIR"] = str(tmp / "shipit-cache")
+    env.setdefault("TERM", "dumb")
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+    if extra:
+        env.update(extra)
+    return env
+
+
+@dataclass
+class Run:
+    """One timed command: wall seconds, the command's own CPU seconds, and what it printed."""
+
+    seconds: float
+    cpu_seconds: float
+    output: str
+    returncode: int
+
+
+def _rusage_cpu(rusage: Any) -> float:
+    return float(rusage.ru_utime + rusage.ru_stime)
+
+
+def _wait(proc: subprocess.Popen[Any], deadline: float) -> tuple[int, float]:
+    """Reap ``proc`` with wait4 (its CPU time included), killing it at the deadline."""
+    while True:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, _rusage_cpu(rusage)
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            _, status, rusage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return -9, _rusage_cpu(rusage)
+        time.sleep(0.002)
+
+
+def timed(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    stdin: str | None = None,
+    check: bool = True,
+    timeout: float = COMMAND_TIMEOUT,
+) -> Run:
+    """Run ``command`` once, output captured; wall time from just before start to exit."""
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if stdin is not None:
+            assert proc.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.write(stdin.encode())
+            proc.stdin.close()
+        code, cpu = _wait(proc, time.monotonic() + timeout)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        output = out.read().decode(errors="replace")
+    if check and code != 0:
+        raise CommandFailed(command, code, output)
+    return Run(seconds, cpu, output, code)
+
+
+def timed_pty(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    check: bool = True,
+    timeout: float = COMMAND_TIMEOUT,
+    columns: int = 120,
+    rows: int = 40,
+) -> Run:
+    """Run ``command`` with stdout and stderr on a pseudo-terminal (so shipit draws live)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    chunks: list[bytes] = []
+    try:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+        )
+        os.close(slave)
+        slave = -1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every writer closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        code, cpu = _wait(proc, deadline)
+        seconds = time.perf_counter() - start
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    output = b"".join(chunks).decode(errors="replace")
+    if check and code != 0:
+        raise CommandFailed(command, code, output)
+    return Run(seconds, cpu, output, code)
+
+
+# ------------------------------------------------------------------ CPU of other processes
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    # After the ")" of the command name: state is field 3, utime 14 and stime 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def dockerd_pid() -> int | None:
+    for candidate in ("/var/run/docker.pid", "/run/docker.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            return int(Path(candidate).read_text().strip())
+    with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
+        out = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, timeout=5)
+        return int(out.stdout.split()[0])
+    return None
+
+
+class CpuMeter:
+    """CPU seconds that other processes (dockerd, registries) spend during a block."""
+
+    def __init__(self, pids: Mapping[str, int | None]):
+        self.pids = {name: pid for name, pid in pids.items() if pid}
+        self.used: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[dict[str, float]]:
+        before = {name: process_cpu(pid) for name, pid in self.pids.items()}
+        used: dict[str, float] = {}
+        try:
+            yield used
+        finally:
+            for name, pid in self.pids.items():
+                used[name] = process_cpu(pid) - before[name]
+
+
+# ------------------------------------------------------------------ profiles
+
+
+def cprofile_command(args: Sequence[str], out: Path) -> list[str]:
+    """``shipit ARGS`` under cProfile (``python -m cProfile -o OUT -m shipit ARGS``)."""
+    return [PYTHON, "-m", "cProfile", "-o", str(out), "-m", "shipit", *args]
+
+
+def _short(path: str) -> str:
+    for marker in ("site-packages/", str(REPO) + "/", "lib/python3"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
+
+
+#: shipit's boundary modules: where it waits on the engine, a registry or AWS, or does real work.
+BOUNDARY = (
+    "shipit/engine.py",
+    "shipit/registry_api.py",
+    "shipit/context.py",
+    "shipit/ecr.py",
+    "shipit/reporter.py",
+    "shipit/dockerconfig.py",
+    "shipit/runtime.py",
+    "shipit/gitinfo.py",
+    "shipit/config.py",
+)
+
+
+def _profile_rows(path: Path) -> list[tuple[float, float, int, str]]:
+    stats = pstats.Stats(str(path))
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    return [
+        (ct, tt, nc, f"{_short(file)}:{line}({func})")
+        for (file, line, func), (_cc, nc, tt, ct, _callers) in raw.items()
+    ]
+
+
+def cprofile_lookup(path: Path, pattern: str) -> tuple[float, int]:
+    """Cumulative seconds and calls of the function whose location matches the regular
+    expression ``pattern`` (the largest match, so recursion is not double counted)."""
+    regex = re.compile(pattern)
+    matches = [(ct, nc) for ct, _tt, nc, name in _profile_rows(path) if regex.search(name)]
+    return max(matches, default=(0.0, 0))
+
+
+def cprofile_total(path: Path) -> float:
+    return max((row[0] for row in _profile_rows(path)), default=0.0)
+
+
+def format_cprofile(path: Path, top: int = 10, focus: Sequence[str] | None = BOUNDARY) -> str:
+    """Two top-N tables from a cProfile dump: the functions whose location contains one of
+    ``focus`` (every function when None) by cumulative time - for shipit, its boundary modules,
+    so the table is a time breakdown rather than the chain of callers - and every function by
+    own (self) time."""
+    rows = _profile_rows(path)
+    total = max((r[0] for r in rows), default=0.0)
+    lines = [f"cProfile of the shipit process: {total:.3f} s in all (main thread)."]
+    if focus is None:
+        lines.append(f"Top {top} functions by cumulative time:")
+    else:
+        lines.append(f"Top {top} functions of {', '.join(focus)} by cumulative time:")
+    lines.append(f"{'cumul s':>9} {'self s':>8} {'calls':>7}  function")
+    chosen = sorted(
+        (r for r in rows if focus is None or any(f in r[3] for f in focus)), reverse=True
+    )
+    for ct, tt, nc, name in chosen[:top]:
+        lines.append(f"{ct:9.3f} {tt:8.3f} {nc:7d}  {name}")
+    lines.append(f"Top {top} functions by own time:")
+    lines.append(f"{'self s':>9} {'cumul s':>8} {'calls':>7}  function")
+    for ct, tt, nc, name in sorted(rows, key=lambda r: r[1], reverse=True)[:top]:
+        lines.append(f"{tt:9.3f} {ct:8.3f} {nc:7d}  {name}")
+    return "\n".join(lines)
+
+
+_IMPORT_RE = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
+
+
+def parse_importtime(stderr: str) -> list[tuple[int, int, int, str]]:
+    """``-X importtime`` lines as (self us, cumulative us, depth, module)."""
+    parsed = []
+    for line in stderr.splitlines():
+        match = _IMPORT_RE.match(line)
+        if match:
+            depth = (len(match.group(3)) - 1) // 2
+            parsed.append((int(match.group(1)), int(match.group(2)), depth, match.group(4)))
+    return parsed
+
+
+def format_importtime(stderr: str, top: int = 10) -> str:
+    """The ``top`` slowest imports by cumulative time, and the total of top-level imports."""
+    parsed = parse_importtime(stderr)
+    total = sum(cum for _self, cum, depth, _m in parsed if depth == 0)
+    lines = [f"python -X importtime: {total / 1000:.1f} ms in top-level imports."]
+    lines.append(f"{'cumul ms':>9} {'self ms':>8}  module")
+    for self_us, cum_us, depth, module in sorted(parsed, key=lambda r: r[1], reverse=True)[:top]:
+        lines.append(f"{cum_us / 1000:9.1f} {self_us / 1000:8.1f}  {'  ' * depth}{module}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ Docker clean-up
+
+
+def docker_client() -> Any:
+    import docker
+
+    return docker.from_env(timeout=600)
+
+
+_BENCH_REPO_RE = re.compile(r"(^|/)bench-(hello|hello-single|ci|ctx|ctx-docker)$")
+
+
+def is_bench_repository(repository: str) -> bool:
+    """Repositories only this harness creates (never ``shipit.local/*`` or anyone else's)."""
+    return not repository.startswith("shipit.local/") and bool(_BENCH_REPO_RE.search(repository))
+
+
+def remove_references(client: Any, references: Sequence[str]) -> None:
+    """``docker rmi`` each reference (a tag; untagged parents go with it); missing ones are fine."""
+    import docker.errors
+
+    for reference in references:
+        with contextlib.suppress(docker.errors.NotFound):
+            client.images.remove(reference, noprune=False)
+
+
+def bench_references(client: Any, predicate: Any = is_bench_repository) -> list[str]:
+    """Every local tag whose repository the predicate accepts."""
+    references = []
+    for image in client.images.list():
+        for tag in image.tags:
+            repository = tag.rpartition(":")[0]
+            if predicate(repository):
+                references.append(tag)
+    return references
+
+
+_IMAGE_ID_RE = re.compile(r"(?:--->|Successfully built)\s+([0-9a-f]{12})\b")
+
+
+def build_image_ids(output: str) -> list[str]:
+    """The image ids a legacy-builder build printed (`` ---> ID`` per step), in order."""
+    return _IMAGE_ID_RE.findall(output)
+
+
+def remove_if_untagged(client: Any, image_ids: Sequence[str]) -> int:
+    """Remove each image that exists and has no tag (never force; an image with children or
+    a container is left alone). Leaves first; untagged parents go with them. Returns how many
+    were removed."""
+    import docker.errors
+
+    removed = 0
+    for image_id in reversed(list(dict.fromkeys(image_ids))):
+        try:
+            attrs = client.api.inspect_image(image_id)
+        except docker.errors.NotFound:
+            continue
+        if [t for t in attrs.get("RepoTags") or [] if t != "<none>:<none>"]:
+            continue
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_image(image_id, noprune=False)
+            removed += 1
+    return removed
+
+
+def remove_bench_images(client: Any, predicate: Any = is_bench_repository) -> list[str]:
+    """Remove every tag of the harness's repositories; returns what was removed."""
+    references = bench_references(client, predicate)
+    remove_references(client, references)
+    return references
+
+
+def timed_until(
+    command: Sequence[str],
+    pattern: re.Pattern[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    check: bool = True,
+    timeout: float = COMMAND_TIMEOUT,
+) -> tuple[float | None, Run]:
+    """Run ``command`` and note when a line matching ``pattern`` first appears on its output
+    (stdout and stderr merged): (seconds from start to that line or None, the whole run)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    seen: float | None = None
+    buffer = b""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        data = os.read(fd, 65536)
+        if not data:
+            break
+        chunks.append(data)
+        if seen is None:
+            buffer += data
+            lines = buffer.split(b"\n")
+            buffer = lines.pop()
+            if any(pattern.search(line.decode(errors="replace")) for line in lines):
+                seen = time.perf_counter() - start
+    proc.stdout.close()
+    code, cpu = _wait(proc, deadline)
+    seconds = time.perf_counter() - start
+    output = b"".join(chunks).decode(errors="replace")
+    if seen is None and pattern.search(buffer.decode(errors="replace")):
+        seen = seconds
+    if check and code != 0:
+        raise CommandFailed(command, code, output)
+    return seen, Run(seconds, cpu, output, code)
