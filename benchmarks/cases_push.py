@@ -665,7 +665,9 @@ def ci_rebuild(b: Bench) -> list[CaseResult]:
                         " Also, `COPY --from=builder /opt/venv` missed the cache although the "
                         "builder stage was a full cache hit, so the runtime image gets a new venv "
                         "layer on every code change (and pushes it again): find out why the "
-                        "legacy builder does not match it against the pulled image's history."
+                        "legacy builder does not match it against the pulled image's history "
+                        "(a guess to check first: the COPY's content hash covers file times, "
+                        "which may lose precision in the pushed layer tar)."
                         if copy_missed
                         else ""
                     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -95,8 +96,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--output",
         type=Path,
-        help=f"where to write the report (full default: {DEFAULT_OUTPUT.relative_to(proc.REPO)}; "
-        "quick default: a temp file)",
+        help=f"where to write the report (default: {DEFAULT_OUTPUT.relative_to(proc.REPO)} for a "
+        "full run of every case, a temp file for --quick or --only)",
     )
     parser.add_argument(
         "--only",
@@ -146,7 +147,7 @@ def method_text(b: Bench, selected: Sequence[Case]) -> list[str]:
         "- Cases run: " + ", ".join(f"{c.number} ({c.name})" for c in selected) + ".",
         "- Command lines: full `.venv/bin/python -m benchmarks` (writes docs/benchmarks.md); "
         "quick `.venv/bin/python -m benchmarks --quick` (writes a temp file, or `--output "
-        "PATH`); one case `--only NAME`.",
+        "PATH`); some cases `--only NAME,NAME` (also to a temp file).",
     ]
 
 
@@ -173,8 +174,13 @@ def _error_text(exc: BaseException) -> str:
     return "\n".join(text.strip().splitlines()[-30:])
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so SIGTERM, like Ctrl-C, still stops registries and cleans up
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     selected = select_cases(args.only)
     tmp = Path(tempfile.mkdtemp(prefix="shipit-bench-"))
     b = Bench(
@@ -220,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     info = machine.collect(proc.VENV_BIN, load_at_start)
     command = ".venv/bin/python -m benchmarks" + (" --quick" if args.quick else "")
+    if args.only:
+        command += f" --only {args.only}"
     text = report.render(
         info,
         results,
@@ -230,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     output = args.output
     if output is None:
-        if args.quick:
+        if args.quick or args.only:  # only a full run of every case replaces the docs
             handle, name = tempfile.mkstemp(prefix="shipit-benchmarks-quick-", suffix=".md")
             os.close(handle)
             output = Path(name)

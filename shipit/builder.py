@@ -331,12 +331,22 @@ def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> 
 
 
 def _pull_cache_images(references: list[str], engine: Engine, reporter: Reporter) -> list[str]:
-    """Pull --cache-from images (and their builder-stage cache) so a fresh engine can reuse them."""
-    usable: list[str] = []
-    for reference in dict.fromkeys(r for ref in references for r in (ref, cache_image_ref(ref))):
-        if engine.image(reference) is None and engine.pull(reference) is None:
+    """Pull --cache-from images (and their builder-stage cache) concurrently, so a fresh engine
+    can reuse them; the ones that cannot be had are skipped."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = list(dict.fromkeys(r for ref in references for r in (ref, cache_image_ref(ref))))
+
+    def available(reference: str) -> bool:
+        return engine.image(reference) is not None or engine.pull(reference) is not None
+
+    with ThreadPoolExecutor(max_workers=min(4, len(wanted))) as pool:
+        found = list(pool.map(available, wanted))
+    usable = []
+    for reference, ok in zip(wanted, found, strict=True):
+        if ok:
+            reporter.info(f"using cache from {reference}")
+            usable.append(reference)
+        else:
             reporter.detail(f"cache image {reference} is not available; building without it")
-            continue
-        reporter.info(f"using cache from {reference}")
-        usable.append(reference)
     return usable
