@@ -476,6 +476,7 @@ class EcrRegistry:
         self._sts = sts
         self.region = region
         self._registry_id = registry_id
+        self._explicit_registry_id = registry_id  # as given: part of the token-cache key
         self._cache = token_cache
         self._endpoint_id = endpoint_id or str(getattr(ecr.meta, "endpoint_url", "") or "")
         self._identity = identity
@@ -529,7 +530,9 @@ class EcrRegistry:
     def _cache_key(self) -> str:
         who = hashlib.sha256(self._credential_identity().encode("utf-8")).hexdigest()[:20]
         endpoint = self._endpoint_id or "aws"
-        return f"{self.account_id()}|{self.region}|{endpoint}|{who}"
+        # No STS call here: one AWS identity maps to one account, so the identity, region,
+        # endpoint and explicit registry id pin the registry; a warm login makes no AWS call.
+        return f"{self._explicit_registry_id or 'self'}|{self.region}|{endpoint}|{who}"
 
     # -- repositories -----------------------------------------------------------------------
 

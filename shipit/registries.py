@@ -233,7 +233,8 @@ class Ecr(Destination):
 
     @property
     def host(self) -> str:
-        return self.registry.registry_host
+        # After authenticating, the token names the registry host: no STS call needed.
+        return self._auth.registry if self._auth is not None else self.registry.registry_host
 
     def repo_name(self, image_name: str) -> str:
         return self.options.repository or image_name

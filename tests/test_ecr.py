@@ -750,3 +750,21 @@ def test_push_policy_shape() -> None:
 
 def test_environment_is_clean() -> None:
     assert "AWS_ENDPOINT_URL" not in os.environ
+
+
+def test_warm_login_makes_no_aws_call(ecr: Any, sts: Any, tmp_path: Path) -> None:
+    from shipit.registries import Ecr, RegistryOptions
+    from shipit.reporter import OutputMode, Reporter
+
+    path = tmp_path / "ecr-tokens.json"
+    cache = TokenCache(path, now=lambda: BEFORE_MOTO_EXPIRY)
+    EcrRegistry(ecr, sts, region=REGION, token_cache=cache).credentials()  # cold: fills the cache
+    token_calls = count_calls(ecr, "ecr.GetAuthorizationToken")
+    sts_calls = count_calls(sts, "sts.GetCallerIdentity")
+    warm = Ecr(
+        registry=EcrRegistry(ecr, sts, region=REGION, token_cache=cache), options=RegistryOptions()
+    )
+    auth = warm.authenticate(Reporter(OutputMode(quiet=True)))
+    assert auth is not None and auth.username == "AWS"
+    assert warm.host == f"123456789012.dkr.ecr.{REGION}.amazonaws.com"
+    assert token_calls == [] and sts_calls == []
