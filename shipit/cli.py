@@ -139,52 +139,84 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
 
+# ---------------------------------------------------------------- build options (build, release)
+
+ContextArg = Annotated[
+    str | None,
+    typer.Argument(
+        envvar="SHIPIT_CONTEXT", help="Build context directory (default: config, or '.')."
+    ),
+]
+FileOpt = Annotated[
+    str | None,
+    typer.Option("--file", "-f", envvar="SHIPIT_DOCKERFILE", help="Dockerfile path."),
+]
+BuildArgOpt = Annotated[
+    list[str] | None,
+    typer.Option("--build-arg", metavar="KEY=VALUE", help="KEY=VALUE build argument (repeatable)."),
+]
+TargetOpt = Annotated[str | None, typer.Option("--target", help="Build this stage.")]
+PlatformOpt = Annotated[
+    str | None, typer.Option("--platform", envvar="SHIPIT_PLATFORM", help="e.g. linux/amd64.")
+]
+PullOpt = Annotated[bool, typer.Option("--pull", help="Always try to pull newer base images.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not use the build cache.")]
+LabelOpt = Annotated[
+    list[str] | None,
+    typer.Option("--label", metavar="KEY=VALUE", help="KEY=VALUE image label (repeatable)."),
+]
+NetworkOpt = Annotated[str | None, typer.Option("--network", help="Network for RUN steps.")]
+CacheFromOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--cache-from", metavar="REF", help="Image to use as a cache source (repeatable)."
+    ),
+]
+
+
+def _build_options(**values: Any) -> Any:
+    """BuildOptions from the build options both `build` and `release` declare."""
+    from shipit.builder import BuildOptions, ImageOptions
+
+    return BuildOptions(
+        context=values["context"],
+        dockerfile=values["file"],
+        image=ImageOptions(
+            name=values["name"],
+            tags=values["tag"] or (),
+            version=values["version"],
+            latest=values["latest"],
+        ),
+        build_args=values["build_arg"] or (),
+        labels=values["label"] or (),
+        target=values["target"],
+        platform=values["platform"],
+        pull=values["pull"],
+        no_cache=values["no_cache"],
+        network=values["network"],
+        cache_from=values["cache_from"] or (),
+    )
+
+
 # ---------------------------------------------------------------- build
 
 
 @app.command()
 def build(
-    context: Annotated[
-        str | None,
-        typer.Argument(
-            envvar="SHIPIT_CONTEXT", help="Build context directory (default: config, or '.')."
-        ),
-    ] = None,
-    file: Annotated[
-        str | None,
-        typer.Option("--file", "-f", envvar="SHIPIT_DOCKERFILE", help="Dockerfile path."),
-    ] = None,
+    context: ContextArg = None,
+    file: FileOpt = None,
     name: NameOpt = None,
     tag: TagOpt = None,
     version: VersionOpt = None,
     latest: LatestOpt = None,
-    build_arg: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--build-arg", metavar="KEY=VALUE", help="KEY=VALUE build argument (repeatable)."
-        ),
-    ] = None,
-    target: Annotated[str | None, typer.Option("--target", help="Build this stage.")] = None,
-    platform: Annotated[
-        str | None, typer.Option("--platform", envvar="SHIPIT_PLATFORM", help="e.g. linux/amd64.")
-    ] = None,
-    pull: Annotated[
-        bool, typer.Option("--pull", help="Always try to pull newer base images.")
-    ] = False,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Do not use the build cache.")
-    ] = False,
-    label: Annotated[
-        list[str] | None,
-        typer.Option("--label", metavar="KEY=VALUE", help="KEY=VALUE image label (repeatable)."),
-    ] = None,
-    network: Annotated[str | None, typer.Option("--network", help="Network for RUN steps.")] = None,
-    cache_from: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--cache-from", metavar="REF", help="Image to use as a cache source (repeatable)."
-        ),
-    ] = None,
+    build_arg: BuildArgOpt = None,
+    target: TargetOpt = None,
+    platform: PlatformOpt = None,
+    pull: PullOpt = False,
+    no_cache: NoCacheOpt = False,
+    label: LabelOpt = None,
+    network: NetworkOpt = None,
+    cache_from: CacheFromOpt = None,
     json: JsonOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -193,24 +225,27 @@ def build(
     reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
-        from shipit.builder import BuildOptions, ImageOptions, build_image, resolve_build_settings
+        from shipit.builder import build_image, resolve_build_settings
         from shipit.config import load_config
         from shipit.engine import Engine
 
         env = _env()
         cwd = Path.cwd()
-        options = BuildOptions(
+        options = _build_options(
             context=context,
-            dockerfile=file,
-            image=ImageOptions(name=name, tags=tag or (), version=version, latest=latest),
-            build_args=build_arg or (),
-            labels=label or (),
+            file=file,
+            name=name,
+            tag=tag,
+            version=version,
+            latest=latest,
+            build_arg=build_arg,
+            label=label,
             target=target,
             platform=platform,
             pull=pull,
             no_cache=no_cache,
             network=network,
-            cache_from=cache_from or (),
+            cache_from=cache_from,
         )
         settings = resolve_build_settings(options, load_config(cwd), cwd, env)
         engine = Engine.connect(env)
@@ -524,46 +559,21 @@ def login(
 
 @app.command()
 def release(
-    context: Annotated[
-        str | None,
-        typer.Argument(envvar="SHIPIT_CONTEXT", help="Build context directory."),
-    ] = None,
+    context: ContextArg = None,
     registry: RegistryOpt = None,
-    file: Annotated[
-        str | None,
-        typer.Option("--file", "-f", envvar="SHIPIT_DOCKERFILE", help="Dockerfile path."),
-    ] = None,
+    file: FileOpt = None,
     name: NameOpt = None,
     tag: TagOpt = None,
     version: VersionOpt = None,
     latest: LatestOpt = None,
-    build_arg: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--build-arg", metavar="KEY=VALUE", help="KEY=VALUE build argument (repeatable)."
-        ),
-    ] = None,
-    target: Annotated[str | None, typer.Option("--target", help="Build this stage.")] = None,
-    platform: Annotated[
-        str | None, typer.Option("--platform", envvar="SHIPIT_PLATFORM", help="e.g. linux/amd64.")
-    ] = None,
-    pull: Annotated[
-        bool, typer.Option("--pull", help="Always try to pull newer base images.")
-    ] = False,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Do not use the build cache.")
-    ] = False,
-    label: Annotated[
-        list[str] | None,
-        typer.Option("--label", metavar="KEY=VALUE", help="KEY=VALUE image label (repeatable)."),
-    ] = None,
-    network: Annotated[str | None, typer.Option("--network", help="Network for RUN steps.")] = None,
-    cache_from: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--cache-from", metavar="REF", help="Image to use as a cache source (repeatable)."
-        ),
-    ] = None,
+    build_arg: BuildArgOpt = None,
+    target: TargetOpt = None,
+    platform: PlatformOpt = None,
+    pull: PullOpt = False,
+    no_cache: NoCacheOpt = False,
+    label: LabelOpt = None,
+    network: NetworkOpt = None,
+    cache_from: CacheFromOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     registry_id: RegistryIdOpt = None,
@@ -604,7 +614,7 @@ def release(
     reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
-        from shipit.builder import BuildOptions, ImageOptions, build_image, resolve_build_settings
+        from shipit.builder import build_image, resolve_build_settings
         from shipit.config import load_config
         from shipit.engine import Engine
         from shipit.pusher import PushSettings, push_image
@@ -614,18 +624,21 @@ def release(
         env = _env()
         cwd = Path.cwd()
         config = load_config(cwd)
-        options = BuildOptions(
+        options = _build_options(
             context=context,
-            dockerfile=file,
-            image=ImageOptions(name=name, tags=tag or (), version=version, latest=latest),
-            build_args=build_arg or (),
-            labels=label or (),
+            file=file,
+            name=name,
+            tag=tag,
+            version=version,
+            latest=latest,
+            build_arg=build_arg,
+            label=label,
             target=target,
             platform=platform,
             pull=pull,
             no_cache=no_cache,
             network=network,
-            cache_from=cache_from or (),
+            cache_from=cache_from,
         )
         settings = resolve_build_settings(options, config, cwd, env)
         registry_options = _registry_options(
