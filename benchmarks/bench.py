@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import proc
+from benchmarks.names import SAMPLE, SAMPLE_SINGLE
 from benchmarks.stats import measure_alternating
 
 DEFAULT_PYTHON_IMAGE = "shipit.local/python:3.11-bookworm"
-SAMPLE = "bench-hello"
-SAMPLE_SINGLE = "bench-hello-single"
+__all__ = ["DEFAULT_PYTHON_IMAGE", "SAMPLE", "SAMPLE_SINGLE", "Bench"]
 
 
 @dataclass

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import proc
-from benchmarks.bench import SAMPLE, SAMPLE_SINGLE, Bench
+from benchmarks.bench import Bench
+from benchmarks.names import CTX_DOCKER, CTX_NAME, SAMPLE, SAMPLE_SINGLE
 from benchmarks.proc import PYTHON, SHIPIT, show, timed
 from benchmarks.stats import CaseResult, Side, Target, comparison, measurement, median
 
@@ -169,9 +170,9 @@ def context_build(b: Bench) -> list[CaseResult]:
     make_context(root, excluded, included)
     env = b.env()
     docker_env = b.env(DOCKER_BUILDKIT="0")
-    a_cmd = b.shipit("build", "app", "--name", "bench-ctx")
-    b_cmd = ["docker", "build", "-t", "bench-ctx-docker:latest", "app"]
-    c_base = ["docker", "build", "-t", "bench-ctx-docker:labels"]
+    a_cmd = b.shipit("build", "app", "--name", CTX_NAME)
+    b_cmd = ["docker", "build", "-t", f"{CTX_DOCKER}:latest", "app"]
+    c_base = ["docker", "build", "-t", f"{CTX_DOCKER}:labels"]
     try:
 
         def run(command: list[str], run_env: dict[str, str], tag: str) -> Callable[[], float]:
@@ -182,18 +183,18 @@ def context_build(b: Bench) -> list[CaseResult]:
 
             return once
 
-        labelled_cmd = [*c_base, *_label_args("bench-ctx"), "app"]
+        labelled_cmd = [*c_base, *_label_args(CTX_NAME), "app"]
         samples = b.measure(
             {
-                "shipit": run(a_cmd, env, "bench-ctx:latest"),
-                "docker": run(b_cmd, docker_env, "bench-ctx-docker:latest"),
-                "docker+labels": run(labelled_cmd, docker_env, "bench-ctx-docker:labels"),
+                "shipit": run(a_cmd, env, f"{CTX_NAME}:latest"),
+                "docker": run(b_cmd, docker_env, f"{CTX_DOCKER}:latest"),
+                "docker+labels": run(labelled_cmd, docker_env, f"{CTX_DOCKER}:labels"),
             },
             runs=b.cheap_runs,
             warmup=True,
         )
         pack_s, pack_files, pack_bytes = packing_time(b, root / "app")
-        sizes = (b.image_size("bench-ctx:latest"), b.image_size("bench-ctx-docker:latest"))
+        sizes = (b.image_size(f"{CTX_NAME}:latest"), b.image_size(f"{CTX_DOCKER}:latest"))
         labelled = Side(
             "docker build + shipit's labels",
             "DOCKER_BUILDKIT=0 " + show([*c_base, "--label", "...(x3)", "app"]),
@@ -229,7 +230,7 @@ def context_build(b: Bench) -> list[CaseResult]:
         if result.missed:
             out = b.tmp / "context.prof"
             run_ = timed(proc.cprofile_command(a_cmd[1:], out), env=env, cwd=root)
-            b.remember("bench-ctx:latest")
+            b.remember(f"{CTX_NAME}:latest")
             result.profile = (
                 proc.format_cprofile(out) + f"\n(wall {run_.seconds:.3f} s under cProfile)"
             )
@@ -254,7 +255,7 @@ def context_build(b: Bench) -> list[CaseResult]:
     finally:
         proc.remove_references(
             b.client,
-            ["bench-ctx:latest", "bench-ctx-docker:latest", "bench-ctx-docker:labels"],
+            [f"{CTX_NAME}:latest", f"{CTX_DOCKER}:latest", f"{CTX_DOCKER}:labels"],
         )
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import proc
-from benchmarks.bench import SAMPLE, Bench
+from benchmarks.bench import Bench
+from benchmarks.names import CI_NAME, SAMPLE
 from benchmarks.proc import CpuMeter, Run, show, timed, timed_pty
 from benchmarks.stats import CaseResult, Side, Target, comparison
 
@@ -494,9 +495,6 @@ def progress_rendering(b: Bench) -> list[CaseResult]:
 # ------------------------------------------------------------------------------ 6
 
 
-CI_NAME = "bench-ci"
-
-
 def _is_ci_repo(repository: str) -> bool:
     return repository == CI_NAME or repository.endswith("/" + CI_NAME)
 
@@ -656,7 +654,10 @@ def ci_rebuild(b: Bench) -> list[CaseResult]:
                     f"under cProfile the cached rebuild spent {pulls:.2f} s pulling the two cache "
                     f"images and {build:.2f} s in {calls} engine build calls; "
                     + (
-                        "the pulls dominate: pull the image and its buildcache concurrently."
+                        "the pulls dominate: the engine downloads, unpacks and registers the "
+                        "layers of both cache images (the builder stage's venv, and the runtime "
+                        "image's copy of it); pull them concurrently (shipit does since it pulls "
+                        "with a thread pool) and keep the builder stage lean."
                         if pulls > build
                         else "the builds dominate: check the 'Using cache' counts above for "
                         "steps that missed."

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.names import is_own_repository
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 SHIPIT = str(VENV_BIN / "shipit")
@@ -335,14 +337,6 @@ def docker_client() -> Any:
     return docker.from_env(timeout=600)
 
 
-_BENCH_REPO_RE = re.compile(r"(^|/)bench-(hello|hello-single|ci|ctx|ctx-docker)$")
-
-
-def is_bench_repository(repository: str) -> bool:
-    """Repositories only this harness creates (never ``shipit.local/*`` or anyone else's)."""
-    return not repository.startswith("shipit.local/") and bool(_BENCH_REPO_RE.search(repository))
-
-
 def remove_references(client: Any, references: Sequence[str]) -> None:
     """``docker rmi`` each reference (a tag; untagged parents go with it); missing ones are fine."""
     import docker.errors
@@ -352,7 +346,7 @@ def remove_references(client: Any, references: Sequence[str]) -> None:
             client.images.remove(reference, noprune=False)
 
 
-def bench_references(client: Any, predicate: Any = is_bench_repository) -> list[str]:
+def bench_references(client: Any, predicate: Any = is_own_repository) -> list[str]:
     """Every local tag whose repository the predicate accepts."""
     references = []
     for image in client.images.list():
@@ -391,7 +385,7 @@ def remove_if_untagged(client: Any, image_ids: Sequence[str]) -> int:
     return removed
 
 
-def remove_bench_images(client: Any, predicate: Any = is_bench_repository) -> list[str]:
+def remove_bench_images(client: Any, predicate: Any = is_own_repository) -> list[str]:
     """Remove every tag of the harness's repositories; returns what was removed."""
     references = bench_references(client, predicate)
     remove_references(client, references)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import cases_ecr, cases_local, cases_push, machine, proc, report
-from benchmarks.bench import DEFAULT_PYTHON_IMAGE, SAMPLE, SAMPLE_SINGLE, Bench
+from benchmarks.bench import DEFAULT_PYTHON_IMAGE, Bench
+from benchmarks.names import RUN_ID, SAMPLE, SAMPLE_SINGLE
 from benchmarks.stats import CaseResult, errored, exit_code, format_value
 
 DEFAULT_OUTPUT = proc.REPO / "docs" / "benchmarks.md"
@@ -144,6 +145,9 @@ def method_text(b: Bench, selected: Sequence[Case]) -> list[str]:
         "there - other test suites may run during a benchmark - so single runs can be far off; "
         "the medians are what to compare, and the spread of each side (max - min over the "
         "median) is printed per case. Compare ratios, not absolute times.",
+        f"- Image names carry this run's suffix (`-{RUN_ID}`), so two runs on one engine (CI's "
+        "quick run beside a full run) never clean up each other's images; at the end the "
+        "run removes every image it built or left untagged, never the `shipit.local/*` bases.",
         "- Cases run: " + ", ".join(f"{c.number} ({c.name})" for c in selected) + ".",
         "- Command lines: full `.venv/bin/python -m benchmarks` (writes docs/benchmarks.md); "
         "quick `.venv/bin/python -m benchmarks --quick` (writes a temp file, or `--output "

@@ -353,12 +353,16 @@ def test_timed_measures_and_raises_on_failure(tmp_path: Path) -> None:
     assert "True" in on_tty.output
 
 
-def test_bench_repositories_never_include_base_images() -> None:
-    assert proc.is_bench_repository("bench-hello")
-    assert proc.is_bench_repository("127.0.0.1:5000/bench-ci")
-    assert not proc.is_bench_repository("shipit.local/python")
-    assert not proc.is_bench_repository("hello-flask")
-    assert not proc.is_bench_repository("bench-hello-other")
+def test_only_this_runs_repositories_are_cleaned_up() -> None:
+    from benchmarks.names import RUN_ID, SAMPLE, is_own_repository
+
+    assert f"bench-hello-{RUN_ID}" == SAMPLE
+    assert is_own_repository(SAMPLE)
+    assert is_own_repository(f"127.0.0.1:5000/bench-ci-{RUN_ID}")
+    assert not is_own_repository("bench-hello")  # another run's, or an older harness's
+    assert not is_own_repository("bench-hello-000000" if RUN_ID != "000000" else "bench-hello-1")
+    assert not is_own_repository("shipit.local/python")
+    assert not is_own_repository("hello-flask")
 
 
 def test_select_cases() -> None:

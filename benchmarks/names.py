@@ -1,0 +1,22 @@
+"""Image names of one harness run: a random suffix per process, so two runs on one engine (CI's
+quick run beside someone's full run) never build over, or clean up, each other's images."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+RUN_ID = secrets.token_hex(3)
+
+SAMPLE = f"bench-hello-{RUN_ID}"
+SAMPLE_SINGLE = f"bench-hello-single-{RUN_ID}"
+CI_NAME = f"bench-ci-{RUN_ID}"
+CTX_NAME = f"bench-ctx-{RUN_ID}"
+CTX_DOCKER = f"bench-ctx-docker-{RUN_ID}"
+
+_OWN_REPO_RE = re.compile(rf"(^|/)bench-(hello|hello-single|ci|ctx|ctx-docker)-{RUN_ID}$")
+
+
+def is_own_repository(repository: str) -> bool:
+    """Repositories this run created (never ``shipit.local/*``, another run's, or anyone's)."""
+    return bool(_OWN_REPO_RE.search(repository))
