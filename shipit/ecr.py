@@ -447,6 +447,10 @@ class TokenCache:
 # --------------------------------------------------------------------------------------------
 
 
+# ACCOUNT.dkr.ecr.REGION.amazonaws.com (and the FIPS / China / dual-stack forms).
+_ACCOUNT_HOST_RE = re.compile(r"^(\d{12})\.dkr[.-]ecr[.-]")
+
+
 def _check_repository_name(name: str) -> None:
     if not (2 <= len(name) <= 256 and _REPOSITORY_NAME.fullmatch(name)):
         raise UsageError(
@@ -460,28 +464,50 @@ class EcrRegistry:
 
     def __init__(
         self,
-        ecr: ECRClient,
-        sts: STSClient,
+        ecr: ECRClient | None,
+        sts: STSClient | None,
         *,
         region: str,
         registry_id: str | None = None,
         token_cache: TokenCache | None = None,
         endpoint_id: str = "",
         identity: str | None = None,
+        clients: Callable[[], tuple[ECRClient, STSClient]] | None = None,
     ) -> None:
         """``endpoint_id`` defaults to the ECR client's endpoint URL; ``identity`` is a non-secret
         name for the AWS credentials (e.g. the access key id or role ARN) used in the token cache
-        key; by default it is read from the client's credentials, else from STS."""
-        self._ecr = ecr
-        self._sts = sts
+        key; by default it is read from the client's credentials, else from STS.
+
+        Pass ``clients`` (a factory) instead of ``ecr`` and ``sts`` to create them on first use:
+        a login served from the token cache then never imports boto3.
+        """
+        if (ecr is None or sts is None) and clients is None:
+            raise TypeError("EcrRegistry needs the ECR and STS clients or a factory for them")
+        self._ecr_client = ecr
+        self._sts_client = sts
+        self._make_clients = clients
         self.region = region
         self._registry_id = registry_id
         self._explicit_registry_id = registry_id  # as given: part of the token-cache key
         self._cache = token_cache
-        self._endpoint_id = endpoint_id or str(getattr(ecr.meta, "endpoint_url", "") or "")
+        self._endpoint_id = endpoint_id
         self._identity = identity
         self._caller: dict[str, str] | None = None
         self._creds: EcrCredentials | None = None
+
+    def _clients(self) -> tuple[ECRClient, STSClient]:
+        if self._ecr_client is None or self._sts_client is None:
+            assert self._make_clients is not None
+            self._ecr_client, self._sts_client = self._make_clients()
+        return self._ecr_client, self._sts_client
+
+    @property
+    def _ecr(self) -> ECRClient:
+        return self._clients()[0]
+
+    @property
+    def _sts(self) -> STSClient:
+        return self._clients()[1]
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -496,14 +522,30 @@ class EcrRegistry:
         return self._caller
 
     def account_id(self) -> str:
-        """The registry id if given, else the caller's account (one STS call per instance)."""
+        """The registry id: as given, else the account the login token names, else STS's.
+
+        A token for the caller's own registry names it (ACCOUNT.dkr.ecr.REGION.amazonaws.com),
+        so the call `aws sts get-caller-identity` adds is needed only when it does not.
+        """
         if self._registry_id:
             return self._registry_id
+        if self._caller is None:
+            self.credentials()
+            if self._registry_id:
+                return self._registry_id
+        return self._sts_account()
+
+    def _sts_account(self) -> str:
         account = self._caller_identity()["Account"]
         if not account:
             raise AuthError("STS GetCallerIdentity returned no account; check the credentials")
         self._registry_id = account
         return account
+
+    def _learn_account(self, registry_host: str) -> None:
+        match = _ACCOUNT_HOST_RE.match(registry_host)
+        if match and not self._registry_id:
+            self._registry_id = match.group(1)
 
     def caller_arn(self) -> str:
         return self._caller_identity()["Arn"]
@@ -529,6 +571,8 @@ class EcrRegistry:
 
     def _cache_key(self) -> str:
         who = hashlib.sha256(self._credential_identity().encode("utf-8")).hexdigest()[:20]
+        if not self._endpoint_id:
+            self._endpoint_id = str(getattr(self._ecr.meta, "endpoint_url", "") or "")
         endpoint = self._endpoint_id or "aws"
         # No STS call here: one AWS identity maps to one account, so the identity, region,
         # endpoint and explicit registry id pin the registry; a warm login makes no AWS call.
@@ -621,22 +665,29 @@ class EcrRegistry:
                 cached = self._cache.get(key)
                 if cached is not None:
                     self._creds = cached
+                    self._learn_account(cached.registry)
                     return cached
         creds = self._fetch_credentials()
         self._creds = creds
+        self._learn_account(creds.registry)
         if self._cache is not None:
             self._cache.put(key, creds)
         return creds
 
     def _fetch_credentials(self) -> EcrCredentials:
-        account = self.account_id()
+        # Without a known registry id, ECR answers for the caller's own registry (as
+        # `aws ecr get-login-password` asks): no STS call first.
+        account = self._registry_id
         with _aws("ecr:GetAuthorizationToken"):
-            response = self._ecr.get_authorization_token(registryIds=[account])
+            if account:
+                response = self._ecr.get_authorization_token(registryIds=[account])
+            else:
+                response = self._ecr.get_authorization_token()
         data = response.get("authorizationData") or []
         if not data:
             raise RegistryError(
                 "ECR GetAuthorizationToken returned no authorization data; retry, or check "
-                f"that registry {account} exists in {self.region}"
+                f"that registry {account or 'of these credentials'} exists in {self.region}"
             )
         entry = data[0]
         try:
@@ -656,8 +707,10 @@ class EcrRegistry:
         expires_at = (
             _as_utc(expires) if isinstance(expires, datetime) else _utc_now() + timedelta(hours=12)
         )
+        if not host:
+            host = f"{account or self._sts_account()}.dkr.ecr.{self.region}.amazonaws.com"
         return EcrCredentials(
-            registry=host or self.registry_host,
+            registry=host,
             username=username,
             password=password,
             expires_at=expires_at,

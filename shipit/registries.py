@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from shipit import dockerconfig
@@ -319,20 +320,64 @@ def scan_gate_failures(counts: Mapping[str, int], threshold: str) -> dict[str, i
 
 
 def make_ecr_registry(options: RegistryOptions, env: Mapping[str, str]) -> EcrRegistry:
-    """Build the ECR client pair from the standard boto3 chain (region, profile, endpoint)."""
+    """An ECR registry whose clients come from the standard boto3 chain (region, profile,
+    endpoint), created on first use: a login the token cache answers never imports boto3."""
     from shipit import ecr
 
     region = ecr.resolve_region(options.region, options.profile, env)
-    ecr_client, sts_client = ecr.make_clients(region, options.profile)
     cache = ecr.TokenCache(ecr.default_token_cache_path(env))
     return ecr.EcrRegistry(
-        ecr_client,
-        sts_client,
+        None,
+        None,
+        clients=partial(ecr.make_clients, region, options.profile),
         region=region,
         registry_id=options.registry_id,
         token_cache=cache,
-        endpoint_id=env.get("AWS_ENDPOINT_URL_ECR") or env.get("AWS_ENDPOINT_URL") or "",
+        endpoint_id=env_endpoint(env),
+        identity=env_identity(options, env),
     )
+
+
+_ENDPOINT_SETTINGS = ("endpoint_url", "use_fips_endpoint", "use_dualstack_endpoint")
+
+
+def env_endpoint(env: Mapping[str, str]) -> str:
+    """The ECR endpoint as the environment names it, for the token-cache key.
+
+    AWS_ENDPOINT_URL_ECR or AWS_ENDPOINT_URL when set; "aws" (the public endpoint of the
+    region) when nothing could move it; "" - ask the client - when the AWS config file or the
+    environment has endpoint settings only boto3 resolves.
+    """
+    if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() not in ("", "false"):
+        return ""
+    explicit = env.get("AWS_ENDPOINT_URL_ECR") or env.get("AWS_ENDPOINT_URL")
+    if explicit:
+        return explicit
+    if any(env.get(f"AWS_{name.upper()}", "").strip() for name in _ENDPOINT_SETTINGS[1:]):
+        return ""
+    import os.path
+
+    config = env.get("AWS_CONFIG_FILE") or os.path.join(env.get("HOME", "~"), ".aws", "config")
+    try:
+        with open(os.path.expanduser(config), encoding="utf-8", errors="replace") as handle:
+            text = handle.read().lower()
+    except OSError:
+        return "aws"
+    return "" if any(name in text for name in _ENDPOINT_SETTINGS) else "aws"
+
+
+def env_identity(options: RegistryOptions, env: Mapping[str, str]) -> str | None:
+    """The AWS identity the boto3 chain will use, when the environment alone decides it.
+
+    Without an explicit profile, botocore's first credential provider is the environment:
+    AWS_ACCESS_KEY_ID with AWS_SECRET_ACCESS_KEY. The access key id (an identifier, not a
+    secret) then names the identity exactly as the client's own credentials would. With a
+    profile, SSO, a role or instance metadata, only boto3 can tell: None.
+    """
+    key_id = env.get("AWS_ACCESS_KEY_ID", "").strip()
+    if options.profile is None and key_id and env.get("AWS_SECRET_ACCESS_KEY", "").strip():
+        return f"key:{key_id}"
+    return None
 
 
 def make_destinations(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -231,7 +232,9 @@ def test_credentials_reused_in_memory(ecr: Any, sts: Any) -> None:
     registry = EcrRegistry(ecr, sts, region=REGION)
     assert registry.credentials() is registry.credentials()
     assert len(calls) == 1
-    assert calls[0]["registryIds"] == [ACCOUNT]
+    # The caller's own registry, as `aws ecr get-login-password` asks: the token names it.
+    assert "registryIds" not in calls[0]
+    assert registry.account_id() == ACCOUNT
 
 
 def test_token_cache_serves_a_second_instance(ecr: Any, sts: Any, tmp_path: Path) -> None:
@@ -415,6 +418,7 @@ def test_import_does_not_load_boto3() -> None:
     ],
 )
 def test_no_credentials_is_auth_error(ecr: Any, sts: Any, exc: Exception) -> None:
+    raise_on(ecr, "ecr.GetAuthorizationToken", exc)  # the first AWS call of a push
     raise_on(sts, "sts.GetCallerIdentity", exc)
     with pytest.raises(AuthError) as info:
         EcrRegistry(ecr, sts, region=REGION).ensure_repository("app")
@@ -498,8 +502,31 @@ def test_sts_access_denied_names_the_action(ecr: Any, sts: Any) -> None:
     with Stubber(sts) as stub:
         stub.add_client_error("get_caller_identity", "AccessDenied", http_status_code=403)
         with pytest.raises(AuthError) as info:
-            EcrRegistry(ecr, sts, region=REGION).account_id()
+            EcrRegistry(ecr, sts, region=REGION).caller_arn()
     assert "sts:GetCallerIdentity" in str(info.value)
+
+
+def test_account_from_the_token_host_else_sts(ecr: Any, sts: Any) -> None:
+    sts_calls = count_calls(sts, "sts.GetCallerIdentity")
+    registry = EcrRegistry(ecr, sts, region=REGION)
+    assert registry.account_id() == ACCOUNT
+    assert registry.registry_host == f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+    assert sts_calls == []  # the token named the registry
+    token = base64.b64encode(b"AWS:pw").decode()
+    with Stubber(ecr) as stub:
+        stub.add_response(
+            "get_authorization_token",
+            {
+                "authorizationData": [
+                    {"authorizationToken": token, "proxyEndpoint": "https://localhost:4510"}
+                ]
+            },
+            {},
+        )
+        other = EcrRegistry(ecr, sts, region=REGION)
+        assert other.credentials().registry == "localhost:4510"
+        assert other.account_id() == ACCOUNT  # a host without an account: ask STS
+    assert len(sts_calls) == 1
 
 
 @pytest.mark.parametrize(
@@ -768,3 +795,94 @@ def test_warm_login_makes_no_aws_call(ecr: Any, sts: Any, tmp_path: Path) -> Non
     assert auth is not None and auth.username == "AWS"
     assert warm.host == f"123456789012.dkr.ecr.{REGION}.amazonaws.com"
     assert token_calls == [] and sts_calls == []
+
+
+def _lazy_registry(
+    cache: TokenCache, made: list[int], env: dict[str, str], *, profile: str | None = None
+) -> EcrRegistry:
+    from shipit.registries import RegistryOptions, env_endpoint, env_identity
+
+    def factory() -> tuple[Any, Any]:
+        made.append(1)
+        return make_clients(REGION, None)
+
+    options = RegistryOptions(profile=profile)
+    return EcrRegistry(
+        None,
+        None,
+        clients=factory,
+        region=REGION,
+        token_cache=cache,
+        endpoint_id=env_endpoint(env),
+        identity=env_identity(options, env),
+    )
+
+
+def test_warm_login_with_env_credentials_creates_no_aws_client(tmp_path: Path) -> None:
+    """With the access key in the environment, the token cache is read before boto3 is."""
+    cache = TokenCache(tmp_path / "ecr-tokens.json", now=lambda: BEFORE_MOTO_EXPIRY)
+    made: list[int] = []
+    with mock_aws():
+        env = dict(os.environ)  # mock_aws sets its own access key
+        cold = _lazy_registry(cache, made, env)
+        first = cold.credentials()
+        assert made == [1]  # a miss: the clients are made and ECR asked
+        made.clear()
+        warm = _lazy_registry(cache, made, env)
+        assert warm.credentials() == first
+        assert made == []  # served from the cache: no client, no import of boto3 needed
+        # The key is the one a registry built on real clients computes from their credentials.
+        ecr_client, sts_client = make_clients(REGION, None)
+        eager = EcrRegistry(ecr_client, sts_client, region=REGION, token_cache=cache)
+        eager._endpoint_id = "aws"
+        assert eager._cache_key() == warm._cache_key()
+        assert eager.credentials() == first
+
+
+def test_warm_login_with_a_profile_asks_boto3_for_the_identity(tmp_path: Path) -> None:
+    cache = TokenCache(tmp_path / "ecr-tokens.json", now=lambda: BEFORE_MOTO_EXPIRY)
+    made: list[int] = []
+    with mock_aws():
+        env = dict(os.environ)
+        _lazy_registry(cache, made, env, profile="ci").credentials()
+    # A profile may name other credentials than the environment's: only boto3 can tell.
+    assert made == [1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "config", "expected"),
+    [
+        ({}, None, "aws"),
+        ({}, "[default]\nregion = eu-west-1\n", "aws"),
+        ({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}, None, "http://127.0.0.1:5000"),
+        (
+            {"AWS_ENDPOINT_URL": "http://a", "AWS_ENDPOINT_URL_ECR": "http://b"},
+            None,
+            "http://b",
+        ),
+        ({"AWS_ENDPOINT_URL": "http://a", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}, None, ""),
+        ({"AWS_USE_FIPS_ENDPOINT": "true"}, None, ""),
+        ({}, "[default]\nendpoint_url = http://127.0.0.1:4566\n", ""),
+        ({}, "[default]\nuse_dualstack_endpoint = true\n", ""),
+    ],
+)
+def test_env_endpoint(
+    tmp_path: Path, extra: dict[str, str], config: str | None, expected: str
+) -> None:
+    from shipit.registries import env_endpoint
+
+    config_file = tmp_path / "aws-config"
+    if config is not None:
+        config_file.write_text(config)
+    env = {"AWS_CONFIG_FILE": str(config_file), "HOME": str(tmp_path), **extra}
+    assert env_endpoint(env) == expected
+
+
+def test_env_identity() -> None:
+    from shipit.registries import RegistryOptions, env_identity
+
+    both = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s"}
+    assert env_identity(RegistryOptions(), both) == "key:AKIAEXAMPLE"
+    assert env_identity(RegistryOptions(profile="ci"), both) is None
+    assert env_identity(RegistryOptions(), {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE"}) is None
+    assert env_identity(RegistryOptions(), {}) is None
