@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -169,6 +170,21 @@ def cache_image_ref(reference: str) -> str:
     return f"{repository}:{CACHE_TAG}"
 
 
+def stage_cache_from(cache_from: Sequence[str], tag: str) -> list[str]:
+    """The cache sources to send when building `tag`, given the usable --cache-from images.
+
+    With no sources the engine reuses any layer of its local cache, as `docker build` does.
+    Sources restrict the legacy builder: a cached layer is reused only when it is an ancestor
+    of one of them, and a source missing locally is skipped. Sending just the image's own tag
+    would therefore reuse nothing on its first build, and after a build of other content (another
+    branch) only that build's layers. So the own tag (the previous build of this stage) joins
+    only when --cache-from gave other sources, where it widens what can be reused.
+    """
+    if not cache_from:
+        return []
+    return list(dict.fromkeys([*cache_from, tag]))
+
+
 def _stage_names(dockerfile: Path) -> set[str]:
     try:
         text = dockerfile.read_text(encoding="utf-8", errors="replace")
@@ -256,20 +272,36 @@ def resolve_build_settings(
     )
 
 
+CREATED_LABEL = "org.opencontainers.image.created"
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def oci_labels(
     image: ImageSelection, env: Mapping[str, str], *, now: datetime | None = None
 ) -> dict[str, str]:
-    """The org.opencontainers.image.* labels (created honours SOURCE_DATE_EPOCH)."""
+    """The org.opencontainers.image.* labels.
+
+    ``created`` is SOURCE_DATE_EPOCH when set, else the time of the HEAD commit, else ``now``;
+    with none of them it is left out here and `build_image` sets it from the newest file in
+    the build context. Unchanged sources thus give an unchanged label: the engine reuses the
+    label steps from its cache, and a rebuild of one commit gives the same image.
+    """
     if env.get("SOURCE_DATE_EPOCH", "").isdigit():
-        created = datetime.fromtimestamp(int(env["SOURCE_DATE_EPOCH"]), tz=UTC)
+        created: datetime | None = datetime.fromtimestamp(int(env["SOURCE_DATE_EPOCH"]), tz=UTC)
+    elif image.git is not None and image.git.commit_time is not None:
+        created = datetime.fromtimestamp(image.git.commit_time, tz=UTC)
     else:
-        created = now or datetime.now(tz=UTC)
+        created = now
     labels = {
-        "org.opencontainers.image.created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "org.opencontainers.image.title": image.name,
         # Marks images shipit built, so `shipit prune` never touches anything else.
         MANAGED_LABEL: image.name,
     }
+    if created is not None:
+        labels[CREATED_LABEL] = _rfc3339(created)
     if image.version:
         labels["org.opencontainers.image.version"] = image.version
     if image.git:
@@ -302,6 +334,10 @@ def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> 
         reporter.detail(
             f"context {settings.context}: {archive.file_count} files, {archive.size_bytes} bytes"
         )
+        labels = settings.labels
+        if CREATED_LABEL not in labels:
+            newest = archive.newest_mtime or int(time.time())
+            labels = {**labels, CREATED_LABEL: _rfc3339(datetime.fromtimestamp(newest, tz=UTC))}
         stages: list[tuple[str | None, str]] = []
         if settings.cache_stage:
             stages.append((settings.cache_stage, f"{image.name}:{CACHE_TAG}"))
@@ -315,13 +351,13 @@ def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> 
                     dockerfile=archive.dockerfile,
                     tag=tag,
                     buildargs=settings.build_args,
-                    labels=settings.labels,
+                    labels=labels,
                     target=target,
                     platform=settings.platform,
                     pull=settings.pull,
                     nocache=settings.no_cache,
                     network_mode=settings.network,
-                    cache_from=cache_from + ([tag] if target == settings.cache_stage else []),
+                    cache_from=stage_cache_from(cache_from, tag),
                     on_event=view,
                 )
     for tag in image.tags[1:]:

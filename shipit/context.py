@@ -77,6 +77,7 @@ class ContextArchive:
     file_count: int  # regular files archived (hard links to an earlier file count too)
     size_bytes: int  # bytes of regular-file content archived
     secret_like: list[str]  # included paths that look secret, relative POSIX, sorted
+    newest_mtime: int = 0  # newest modification time (epoch seconds) of what was sent
 
     def close(self) -> None:
         self.fileobj.close()
@@ -740,6 +741,7 @@ class _TarWriter:
         self._fd = fd
         self._pending = bytearray()
         self._sendfile = hasattr(os, "sendfile")
+        self.newest_mtime = 0  # of every entry written so far
 
     def _write_all(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
@@ -763,6 +765,7 @@ class _TarWriter:
         self, name: str, kind: bytes, mode: int, mtime: int, size: int = 0, linkname: str = ""
     ) -> None:
         """Append one header: uid/gid 0, no user or group names, PAX records when needed."""
+        self.newest_mtime = max(self.newest_mtime, mtime)
         if kind == tarfile.DIRTYPE:
             name += "/"
         try:
@@ -1052,7 +1055,10 @@ def create_context_archive(context_dir: Path, dockerfile: Path) -> ContextArchiv
         writer = _TarWriter(fd)
         packer = _Packer(root, context_dir, matcher, forced, outside, writer)
         packer.walk()
+        newest_mtime = writer.newest_mtime
         if outside:
+            # Its entry carries the time of packing (as the CLI's does); its file's own counts.
+            newest_mtime = max(newest_mtime, int(os.stat(real_dockerfile).st_mtime))
             _add_outside_dockerfile(packer, writer, root, generated, outside_content)
         writer.close()
         os.lseek(fd, 0, os.SEEK_SET)
@@ -1066,6 +1072,7 @@ def create_context_archive(context_dir: Path, dockerfile: Path) -> ContextArchiv
         file_count=packer.file_count,
         size_bytes=packer.size_bytes,
         secret_like=sorted(packer.secrets),
+        newest_mtime=newest_mtime,
     )
 
 

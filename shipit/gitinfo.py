@@ -15,6 +15,7 @@ class GitInfo:
     sha: str
     branch: str | None
     remote_url: str | None
+    commit_time: int | None = None  # committer time of HEAD, epoch seconds
 
     @property
     def short_sha(self) -> str:
@@ -59,4 +60,10 @@ def read_git_info(path: Path) -> GitInfo | None:
     sha = lines[0]
     branch = lines[1] if len(lines) > 1 and lines[1] != "HEAD" else None
     remote = _git(path, "config", "--get", "remote.origin.url")
-    return GitInfo(sha=sha, branch=branch, remote_url=strip_credentials(remote) if remote else None)
+    committed = _git(path, "show", "-s", "--format=%ct", "HEAD")
+    return GitInfo(
+        sha=sha,
+        branch=branch,
+        remote_url=strip_credentials(remote) if remote else None,
+        commit_time=int(committed) if committed and committed.isdigit() else None,
+    )

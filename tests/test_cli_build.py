@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,47 @@ def test_build_json_reports_tags_and_size(project: Path, fake_api: FakeAPI) -> N
     assert data["size_bytes"] == 1234
 
 
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SOURCE_DATE_EPOCH": "1600000000"}, "2020-09-13T12:26:40Z"),
+        ({}, "2023-11-14T22:13:20Z"),  # outside git: the newest file sent
+    ],
+)
+def test_created_label_outside_git(
+    tmp_path: Path, fake_api: FakeAPI, env: dict[str, str], expected: str
+) -> None:
+    context = tmp_path / "ctx"
+    (context / "sub").mkdir(parents=True)
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    (context / "sub" / "new.txt").write_text("x")
+    (context / "old.txt").write_text("x")
+    (context / "ignored.txt").write_text("x")
+    (context / ".dockerignore").write_text("ignored.txt\n")
+    for path, when in (
+        (context / "Dockerfile", 1_500_000_000),
+        (context / ".dockerignore", 1_500_000_000),
+        (context / "old.txt", 1_600_000_000),
+        (context / "sub" / "new.txt", 1_700_000_000),
+        (context / "sub", 1_600_000_000),
+        (context / "ignored.txt", 1_800_000_000),  # not sent: does not count
+    ):
+        os.utime(path, (when, when))
+    result = runner.invoke(app, ["build", str(context), "--name", "demo"], env=env)
+    assert result.exit_code == 0, result.output
+    (_, _, kwargs) = next(c for c in fake_api.calls if c[0] == "build")
+    assert kwargs["labels"]["org.opencontainers.image.created"] == expected
+
+
+def test_created_label_given_by_the_user_wins(tmp_path: Path, fake_api: FakeAPI) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    label = "org.opencontainers.image.created=2001-01-01T00:00:00Z"
+    result = runner.invoke(app, ["build", str(tmp_path), "--name", "demo", "--label", label])
+    assert result.exit_code == 0, result.output
+    (_, _, kwargs) = next(c for c in fake_api.calls if c[0] == "build")
+    assert kwargs["labels"]["org.opencontainers.image.created"] == "2001-01-01T00:00:00Z"
+
+
 def test_build_sends_labels_and_version_args(project: Path, fake_api: FakeAPI) -> None:
     result = runner.invoke(app, ["build", "--version", "2.0.0", "--label", "team=web"])
     assert result.exit_code == 0, result.output
@@ -43,7 +86,14 @@ def test_build_sends_labels_and_version_args(project: Path, fake_api: FakeAPI) -
     assert labels["org.opencontainers.image.source"] == "https://example.com/x.git"
     assert labels["org.opencontainers.image.version"] == "2.0.0"
     assert labels["org.opencontainers.image.title"] == "demo"
-    assert labels["org.opencontainers.image.created"].endswith("Z")
+    committed = subprocess.run(
+        ["git", "-C", str(project), "show", "-s", "--format=%ct", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    created = datetime.fromtimestamp(int(committed), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert labels["org.opencontainers.image.created"] == created  # the commit's, not the clock's
     assert labels["team"] == "web"
     assert kwargs["buildargs"] == {"APP_VERSION": "2.0.0", "APP_REVISION": head(project)}
     assert "s3cr3t" not in result.output
@@ -57,6 +107,42 @@ def test_build_tags_every_tag(project: Path, fake_api: FakeAPI) -> None:
     (_, _, kwargs) = next(c for c in fake_api.calls if c[0] == "build")
     assert kwargs["tag"] == "demo:edge"
     assert result.stdout.split() == ["demo:edge", f"demo:sha-{head(project)[:7]}"]
+
+
+def _builds(fake_api: FakeAPI) -> list[dict[str, object]]:
+    return [kwargs for name, _, kwargs in fake_api.calls if name == "build"]
+
+
+MULTI_STAGE = (
+    "FROM scratch AS builder\nCOPY app.txt /\nFROM scratch\nCOPY --from=builder /app.txt /\n"
+)
+
+
+@pytest.mark.parametrize("dockerfile", ["FROM scratch\nCOPY app.txt /\n", MULTI_STAGE])
+def test_build_without_cache_from_sends_no_cache_source(
+    project: Path, fake_api: FakeAPI, dockerfile: str
+) -> None:
+    # Any cache source limits the legacy builder to that image's layers (to none while it does
+    # not exist yet), so no stage may get one unasked - not even its own previous tag.
+    (project / "Dockerfile").write_text(dockerfile)
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 0, result.output
+    builds = _builds(fake_api)
+    assert len(builds) == (2 if dockerfile == MULTI_STAGE else 1)
+    assert [b.get("cache_from") for b in builds] == [None] * len(builds)
+
+
+def test_build_with_cache_from_adds_each_stage_own_tag(project: Path, fake_api: FakeAPI) -> None:
+    (project / "Dockerfile").write_text(MULTI_STAGE)
+    fake_api.add_image("reg.example/demo:latest")
+    fake_api.add_image("reg.example/demo:buildcache")
+    result = runner.invoke(app, ["build", "--cache-from", "reg.example/demo:latest"])
+    assert result.exit_code == 0, result.output
+    pulled = ["reg.example/demo:latest", "reg.example/demo:buildcache"]
+    assert [(b.get("target"), b["cache_from"]) for b in _builds(fake_api)] == [
+        ("builder", [*pulled, "demo:buildcache"]),
+        (None, [*pulled, "demo:latest"]),
+    ]
 
 
 def test_cli_option_beats_env_beats_config(project: Path, fake_api: FakeAPI) -> None:

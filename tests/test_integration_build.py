@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from typing import Any
@@ -127,3 +128,46 @@ def test_scratch_build_with_version(tmp_path: Any, docker_api: Any, engine_clean
     data = json.loads(result.stdout)
     engine_cleanup.images.extend(data["tags"])
     assert data["tags"] == ["shipit-it-scratch:1.2.3-rc.1", "shipit-it-scratch:latest"]
+
+
+def test_rebuild_reuses_layers_of_an_earlier_build(
+    tmp_path: Any, docker_api: Any, engine_cleanup: Any, unique: str
+) -> None:
+    # Like `docker build`, building content again reuses its cached layers even after the tag
+    # named another build (a cache source, e.g. the image's own tag, would limit the engine's
+    # cache to that source's layers).
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /\n")
+    copy_layers = []
+    for content in ("one", "two", "one"):
+        (tmp_path / "hello.txt").write_text(f"{content} {unique}\n")
+        result = run_shipit("build", str(tmp_path), "--name", "shipit-it-reuse", "--json")
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        engine_cleanup.images.extend([data["image_id"], *data["tags"]])
+        history = docker_api.history(data["image_id"])
+        copy_layers.append(next(h["Id"] for h in history if "COPY" in h["CreatedBy"]))
+    assert copy_layers[0] != copy_layers[1]
+    assert copy_layers[2] == copy_layers[0]
+
+
+def test_rebuild_of_unchanged_sources_is_the_same_image(
+    tmp_path: Any, docker_api: Any, engine_cleanup: Any, unique: str
+) -> None:
+    # The created label comes from the sources (here: the newest file, outside git), not the
+    # clock, so an unchanged context rebuilds to the very same image from the cache.
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /\n")
+    (tmp_path / "hello.txt").write_text(f"{unique}\n")
+    os.utime(tmp_path / "hello.txt", (1_700_000_000, 1_700_000_000))
+    os.utime(tmp_path / "Dockerfile", (1_600_000_000, 1_600_000_000))
+    ids = []
+    for attempt in range(2):
+        if attempt:
+            time.sleep(1.1)  # the clock moves on; the label must not
+        result = run_shipit("build", str(tmp_path), "--name", "shipit-it-same", "--json")
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        engine_cleanup.images.extend([data["image_id"], *data["tags"]])
+        ids.append(data["image_id"])
+    assert ids[0] == ids[1]
+    labels = docker_api.inspect_image(ids[0])["Config"]["Labels"]
+    assert labels["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"  # hello.txt
