@@ -343,7 +343,12 @@ def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> 
             stages.append((settings.cache_stage, f"{image.name}:{CACHE_TAG}"))
         stages.append((settings.target, f"{image.name}:{image.tags[0]}"))
         image_id = ""
-        for target, tag in stages:
+        for index, (target, tag) in enumerate(stages):
+            no_cache, sources = settings.no_cache, stage_cache_from(cache_from, tag)
+            if settings.no_cache and index > 0:
+                # --no-cache built the builder stage afresh a moment ago: the whole file reuses
+                # only that (a cache source limits the engine to its layers), not older builds.
+                no_cache, sources = False, [stages[0][1]]
             archive.fileobj.seek(0)
             with reporter.progress(f"Building {tag}") as view:
                 image_id = engine.build(
@@ -355,9 +360,9 @@ def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> 
                     target=target,
                     platform=settings.platform,
                     pull=settings.pull,
-                    nocache=settings.no_cache,
+                    nocache=no_cache,
                     network_mode=settings.network,
-                    cache_from=stage_cache_from(cache_from, tag),
+                    cache_from=sources,
                     on_event=view,
                 )
     for tag in image.tags[1:]:

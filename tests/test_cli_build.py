@@ -132,6 +132,18 @@ def test_build_without_cache_from_sends_no_cache_source(
     assert [b.get("cache_from") for b in builds] == [None] * len(builds)
 
 
+def test_no_cache_builds_the_builder_stage_once(project: Path, fake_api: FakeAPI) -> None:
+    (project / "Dockerfile").write_text(MULTI_STAGE)
+    result = runner.invoke(app, ["build", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert [
+        (b.get("target"), b.get("nocache"), b.get("cache_from")) for b in _builds(fake_api)
+    ] == [
+        ("builder", True, None),
+        (None, False, ["demo:buildcache"]),  # only what this build just made
+    ]
+
+
 def test_build_with_cache_from_adds_each_stage_own_tag(project: Path, fake_api: FakeAPI) -> None:
     (project / "Dockerfile").write_text(MULTI_STAGE)
     fake_api.add_image("reg.example/demo:latest")

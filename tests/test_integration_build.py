@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
 import time
 import urllib.request
 from typing import Any
@@ -171,3 +173,40 @@ def test_rebuild_of_unchanged_sources_is_the_same_image(
     assert ids[0] == ids[1]
     labels = docker_api.inspect_image(ids[0])["Config"]["Labels"]
     assert labels["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"  # hello.txt
+
+
+def _file_in_image(docker_api: Any, image: str, path: str) -> bytes:
+    container = docker_api.create_container(image, command=["true"])
+    try:
+        stream, _ = docker_api.get_archive(container["Id"], path)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.extractfile(tar.getmembers()[0])
+            assert member is not None
+            return member.read()
+    finally:
+        docker_api.remove_container(container["Id"], force=True)
+
+
+def test_no_cache_runs_the_builder_stage_once_per_build(
+    tmp_path: Any, docker_api: Any, engine_cleanup: Any, busybox_image: str, unique: str
+) -> None:
+    # The builder stage writes a random token: the runtime image must carry the token of the
+    # builder image of the same build (not a second run of the stage), and --no-cache builds
+    # must not share one.
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {busybox_image} AS builder\n"
+        "RUN cat /proc/sys/kernel/random/uuid > /token\n"
+        f"FROM {busybox_image}\n"
+        "COPY --from=builder /token /token\n"
+    )
+    name = f"shipit-it-nocache-{unique}"
+    tokens = []
+    for _ in range(2):
+        result = run_shipit("build", str(tmp_path), "--name", name, "--no-cache", "--json")
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        engine_cleanup.images.extend([data["image_id"], *data["tags"], f"{name}:buildcache"])
+        final = _file_in_image(docker_api, data["image_id"], "/token")
+        assert final == _file_in_image(docker_api, f"{name}:buildcache", "/token")
+        tokens.append(final)
+    assert tokens[0] != tokens[1]
