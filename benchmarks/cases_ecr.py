@@ -251,12 +251,22 @@ def ecr_login(b: Bench) -> list[CaseResult]:
             seeded_cache = seed_dir / "cache" / "ecr-tokens.json"
             seed_token_cache(seeded_cache)
 
-            def run_warm() -> float:
-                run_dir = b.workdir("ecr-warm")
+            def warm_dir(name: str) -> Path:
+                run_dir = b.workdir(name)
                 (run_dir / "cache").mkdir()
                 shutil.copy(seeded_cache, run_dir / "cache" / seeded_cache.name)
+                return run_dir
+
+            def run_warm() -> float:
+                run_dir = warm_dir("ecr-warm")
                 env = env_for(moto.endpoint_url, run_dir)
                 return timed(shipit_cmd, env=env, cwd=run_dir).seconds
+
+            def profile_login(run_dir: Path) -> Path:
+                out = run_dir / "login.prof"
+                command = proc.cprofile_command(shipit_cmd[1:], out)
+                timed(command, env=env_for(moto.endpoint_url, run_dir), cwd=run_dir)
+                return out
 
             samples = b.measure(
                 {
@@ -306,13 +316,7 @@ def ecr_login(b: Bench) -> list[CaseResult]:
                 ],
             )
             if login.missed:
-                run_dir = b.workdir("ecr-profile")
-                out = run_dir / "login.prof"
-                timed(
-                    proc.cprofile_command(shipit_cmd[1:], out),
-                    env=env_for(moto.endpoint_url, run_dir),
-                    cwd=run_dir,
-                )
+                out = profile_login(b.workdir("ecr-profile"))
                 login.profile = proc.format_cprofile(out, top=12)
                 aws_median = aws_side.median
                 login.next_step = login_breakdown(out) + (
@@ -324,15 +328,7 @@ def ecr_login(b: Bench) -> list[CaseResult]:
                     f"validity is case 5c ({format_value(warm_login.metric or 0, 'x')}, {warm_login.status})."
                 )
             if warm_login.missed:
-                run_dir = b.workdir("ecr-warm-profile")
-                (run_dir / "cache").mkdir()
-                shutil.copy(seeded_cache, run_dir / "cache" / seeded_cache.name)
-                out = run_dir / "login.prof"
-                timed(
-                    proc.cprofile_command(shipit_cmd[1:], out),
-                    env=env_for(moto.endpoint_url, run_dir),
-                    cwd=run_dir,
-                )
+                out = profile_login(warm_dir("ecr-warm-profile"))
                 warm_login.profile = proc.format_cprofile(out, top=12)
                 warm_login.next_step = login_breakdown(out) + (
                     " With the token cached, what remains is the interpreter, typer, "

@@ -197,6 +197,9 @@ class PlainView(ProgressView):
             r.detail(f"  {event.text}")
 
 
+REDRAW_SECONDS = 0.25
+
+
 class LiveView(ProgressView):
     """A rich Live panel: the current build step with its last lines, or a bar per pushed layer."""
 
@@ -209,8 +212,10 @@ class LiveView(ProgressView):
         self.lines: deque[str] = deque(maxlen=6)
         self.layers: dict[str, tuple[str, int | None, int | None]] = {}
         self._last = 0.0
+        # Redrawn from the event stream, at most REDRAW_SECONDS apart and only after a change:
+        # no refresh thread repainting an unchanged panel while the engine works.
         self.live = Live(
-            self._render(), console=reporter.console(), refresh_per_second=8, transient=True
+            self._render(), console=reporter.console(), auto_refresh=False, transient=True
         )
 
     def __enter__(self) -> LiveView:
@@ -250,6 +255,6 @@ class LiveView(ProgressView):
         elif isinstance(event, PushStatus):
             self.lines.append(event.text)
         now = time.monotonic()
-        if now - self._last > 0.1:
+        if now - self._last >= REDRAW_SECONDS:
             self._last = now
-            self.live.update(self._render())
+            self.live.update(self._render(), refresh=True)
