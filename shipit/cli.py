@@ -39,7 +39,9 @@ class LazyGroup(TyperGroup):
         return [name for name in self.order if name in self.pending or name in self.commands]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        info = getattr(self, "pending", {}).pop(cmd_name, None)
+        info = None
+        if cmd_name not in self.commands:
+            info = getattr(self, "pending", {}).pop(cmd_name, None)
         if info is not None:
             from typer.main import get_command_from_info
 
@@ -51,18 +53,16 @@ class LazyGroup(TyperGroup):
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
-        pending = getattr(self, "pending", {})
         built = self.commands
         # Stand-ins without options, to list the pending commands the way click lists any.
         self.commands = {
-            name: built.get(name) or _listing_stub(name, pending[name])
+            name: built.get(name) or _listing_stub(name, self.pending[name])
             for name in self.list_commands(ctx)
         }
-        self.pending = {}
         try:
             super().format_commands(ctx, formatter)
         finally:
-            self.commands, self.pending = built, pending
+            self.commands = built
 
 
 def _listing_stub(name: str, info: Any) -> TyperCommand:

@@ -10,6 +10,7 @@ ECR always uses a fresh (or cached, unexpired) GetAuthorizationToken result.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -355,8 +356,6 @@ def env_endpoint(env: Mapping[str, str]) -> str:
         return explicit
     if any(env.get(f"AWS_{name.upper()}", "").strip() for name in _ENDPOINT_SETTINGS[1:]):
         return ""
-    import os.path
-
     config = env.get("AWS_CONFIG_FILE") or os.path.join(env.get("HOME", "~"), ".aws", "config")
     try:
         with open(os.path.expanduser(config), encoding="utf-8", errors="replace") as handle:

@@ -35,10 +35,11 @@ from shipit.ecr import (
     resolve_region,
 )
 from shipit.errors import AuthError, RegistryError, UsageError
+from tests.fakes import AWS_SECRET, isolate_aws
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
-SECRET = "SHIPITsecretKEYthatMUSTneverLEAK0123456789"
+SECRET = AWS_SECRET
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 # moto hands out tokens that expired in 2015: clocks before that make them look fresh.
 BEFORE_MOTO_EXPIRY = datetime(2014, 6, 1, tzinfo=UTC)
@@ -46,27 +47,8 @@ BEFORE_MOTO_EXPIRY = datetime(2014, 6, 1, tzinfo=UTC)
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in (
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_ECR",
-        "AWS_ENDPOINT_URL_STS",
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_REGION",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "SHIPIT_CACHE_DIR",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASHIPITTESTKEY000")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    isolate_aws(monkeypatch, tmp_path, REGION)
+    monkeypatch.delenv("SHIPIT_CACHE_DIR", raising=False)
 
 
 @pytest.fixture
