@@ -99,18 +99,17 @@ LOGIN_CALLS = {
 
 
 def login_breakdown(path: Path) -> str:
-    total = proc.cprofile_total(path)
-    parts = []
-    accounted = 0.0
-    for label, pattern in LOGIN_CALLS.items():
-        seconds, calls = proc.cprofile_lookup(path, pattern)
-        if calls:
-            parts.append(f"{label} {seconds:.2f} s")
-            accounted += seconds
-    parts.append(f"the rest (interpreter, typer, shipit's imports) {total - accounted:.2f} s")
+    # The clients are made on first use, inside the token call of a first login.
+    total, parts, rest = proc.cprofile_breakdown(
+        path,
+        LOGIN_CALLS,
+        nested={"ECR GetAuthorizationToken": "boto3 import + clients"},
+    )
+    shown = [f"{label} {seconds:.2f} s" for label, seconds, _ in parts]
+    shown.append(f"the rest (interpreter, typer, shipit's imports) {rest:.2f} s")
     return (
         f"Under cProfile `shipit login --registry ecr` took {total:.2f} s: "
-        + "; ".join(parts)
+        + "; ".join(shown)
         + "."
     )
 

@@ -98,16 +98,10 @@ ENGINE_CALLS = {
 
 def push_breakdown(path: Path) -> str:
     """Where a profiled push spent its wall time, by shipit's engine and registry calls."""
-    total = proc.cprofile_total(path)
-    parts = []
-    accounted = 0.0
-    for label, pattern in ENGINE_CALLS.items():
-        seconds, calls = proc.cprofile_lookup(path, pattern)
-        if calls:
-            parts.append(f"{label} {seconds:.2f} s ({calls}x)")
-            accounted += seconds
-    parts.append(f"everything else (interpreter, imports, config, tags) {total - accounted:.2f} s")
-    return f"under cProfile the push took {total:.2f} s: " + "; ".join(parts)
+    total, parts, rest = proc.cprofile_breakdown(path, ENGINE_CALLS)
+    shown = [f"{label} {seconds:.2f} s ({count}x)" for label, seconds, count in parts]
+    shown.append(f"everything else (interpreter, imports, config, tags) {rest:.2f} s")
+    return f"under cProfile the push took {total:.2f} s: " + "; ".join(shown)
 
 
 def _pushed_refs(registries: Sequence[Any], args: Sequence[str]) -> list[str]:

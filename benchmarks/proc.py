@@ -278,6 +278,21 @@ def cprofile_total(path: Path) -> float:
     return max((row[0] for row in _profile_rows(path)), default=0.0)
 
 
+def cprofile_breakdown(
+    path: Path, calls: Mapping[str, str], *, nested: Mapping[str, str] | None = None
+) -> tuple[float, list[tuple[str, float, int]], float]:
+    """Total seconds, then (label, seconds, calls) of each of ``calls`` (label -> pattern for
+    `cprofile_lookup`) that ran, then the seconds none of them account for. ``nested`` maps a
+    label to the label of a call that runs inside it: its time is taken out of the outer one."""
+    found = {label: cprofile_lookup(path, pattern) for label, pattern in calls.items()}
+    for outer, inner in (nested or {}).items():
+        seconds, count = found[outer]
+        found[outer] = (max(0.0, seconds - found[inner][0]), count)
+    parts = [(label, seconds, count) for label, (seconds, count) in found.items() if count]
+    total = cprofile_total(path)
+    return total, parts, total - sum(seconds for _, seconds, _ in parts)
+
+
 def format_cprofile(path: Path, top: int = 10, focus: Sequence[str] | None = BOUNDARY) -> str:
     """Two top-N tables from a cProfile dump: the functions whose location contains one of
     ``focus`` (every function when None) by cumulative time - for shipit, its boundary modules,

@@ -248,6 +248,30 @@ def test_cprofile_formatting_and_lookup(tmp_path: Path) -> None:
     assert proc.cprofile_lookup(out, r"no_such_function") == (0.0, 0)
 
 
+def test_cprofile_breakdown_takes_nested_calls_out_of_the_outer_one(tmp_path: Path) -> None:
+    import cProfile
+    import time
+
+    def make_clients_like() -> None:
+        time.sleep(0.05)
+
+    def fetch_like() -> None:
+        make_clients_like()
+        time.sleep(0.02)
+
+    out = tmp_path / "p.prof"
+    profiler = cProfile.Profile()
+    profiler.runcall(fetch_like)
+    profiler.dump_stats(str(out))
+    calls = {"fetch": r"\(fetch_like\)", "clients": r"\(make_clients_like\)", "none": "nope"}
+    total, parts, rest = proc.cprofile_breakdown(out, calls, nested={"fetch": "clients"})
+    found = {label: seconds for label, seconds, _ in parts}
+    assert set(found) == {"fetch", "clients"}  # what never ran is left out
+    assert found["clients"] >= 0.05
+    assert found["fetch"] < found["clients"]  # 0.02 s of its own, not 0.07
+    assert rest >= 0 and abs(total - rest - sum(found.values())) < 1e-9
+
+
 def test_operation_names_for_json_and_query_protocols() -> None:
     ecr = {"X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"}
     assert operation_name(ecr, b"{}") == "ecr:GetAuthorizationToken"
