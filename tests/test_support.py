@@ -30,7 +30,7 @@ from tests.support.faultproxy import (
     status,
 )
 from tests.support.moto_server import moto_server_missing, running_moto_server
-from tests.support.ports import free_port, port_accepts, port_is_free
+from tests.support.ports import free_port, held_closed_port, port_accepts, port_is_free
 from tests.support.registry import (
     ECR_PASSWORD,
     ECR_USERNAME,
@@ -390,15 +390,15 @@ def test_proxy_upstream_down_and_unreachable(tmp_path: Path) -> None:
         with _session() as session:
             assert session.get(proxy.url + "/v2/", timeout=5).status_code == 200
         reg.stop()
-        from tests.support.ports import port_accepts
-
-        if port_accepts(reg.port):
-            # The freed port was taken by another process before we could look: only the
-            # first two outcomes are about the proxy.
-            assert proxy.actions()[:2] == ["upstream-down", "pass"]
-            return
-        with _session() as session:
-            gone = session.get(proxy.url + "/v2/", timeout=5)
+        # Hold the freed port (bound, not listening) so that no other process can start
+        # listening on it: connecting to it is then refused for certain. If another process
+        # took it first, point the proxy at a port held the same way.
+        with held_closed_port(reg.port) as held, held_closed_port() as spare:
+            if held is None:
+                assert spare is not None
+                proxy.retarget(f"127.0.0.1:{spare}")
+            with _session() as session:
+                gone = session.get(proxy.url + "/v2/", timeout=5)
         assert gone.status_code == 502
         assert proxy.actions() == ["upstream-down", "pass", "upstream-error"]
 

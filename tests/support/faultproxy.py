@@ -320,11 +320,7 @@ class FaultProxy:
     """Thread-based HTTP/1.1 proxy; see the module docstring. Use :func:`fault_proxy`."""
 
     def __init__(self, upstream: str, faults: FaultPlan | None = None, host: str = LOOPBACK):
-        up_host, _, up_port = upstream.rpartition(":")
-        if not up_host or not up_port.isdigit():
-            raise ValueError(f"upstream must be HOST:PORT, got {upstream!r}")
-        self.upstream = upstream
-        self._upstream_addr = (up_host, int(up_port))
+        self.retarget(upstream)
         self.plan = faults if faults is not None else FaultPlan()
         #: When True, every new connection is accepted and closed at once (registry "down").
         self.upstream_down = False
@@ -412,6 +408,14 @@ class FaultProxy:
         with suppress(OSError):
             sock.close()
 
+    def retarget(self, upstream: str) -> None:
+        """Send the requests that arrive from now on to ``upstream`` (HOST:PORT)."""
+        up_host, _, up_port = upstream.rpartition(":")
+        if not up_host or not up_port.isdigit():
+            raise ValueError(f"upstream must be HOST:PORT, got {upstream!r}")
+        self.upstream = upstream
+        self._upstream_addr = (up_host, int(up_port))
+
     def _accept_loop(self) -> None:
         while not self._stopping.is_set():
             try:
@@ -437,11 +441,13 @@ class FaultProxy:
                 self._threads.add(thread)
             thread.start()
 
-    def _record(self, method: str, path: str, action: str, *, fault: bool) -> None:
+    def _record(self, method: str, path: str, action: str, *, fault: bool) -> int:
+        """Log one request; returns its index in the log."""
         with self._lock:
             self.log.append((method, path, action))
             if fault:
                 self.faults_injected += 1
+            return len(self.log) - 1
 
     def _serve(self, conn: socket.socket) -> None:
         reader: BinaryIO = conn.makefile("rb", buffering=CHUNK)  # type: ignore[assignment]
@@ -495,11 +501,11 @@ class FaultProxy:
             self._record(method, path, action.describe(), fault=True)
             return self._inject(conn, reader, action, framing, length, expects_continue)
 
-        self._record(method, path, PASS, fault=False)
+        entry = self._record(method, path, PASS, fault=False)
         client_close = "close" in head.tokens("Connection") or (
             version == "HTTP/1.0" and "keep-alive" not in head.tokens("Connection")
         )
-        keep = self._forward(conn, reader, head, method, framing, length, expects_continue)
+        keep = self._forward(conn, reader, head, method, framing, length, expects_continue, entry)
         return keep and not client_close, False
 
     @staticmethod
@@ -564,15 +570,20 @@ class FaultProxy:
         framing: str,
         length: int,
         expects: bool,
+        entry: int,
     ) -> bool:
-        """Forward one request and its response. Returns whether to keep the client connection."""
+        """Forward one request and its response. Returns whether to keep the client connection.
+
+        ``entry`` is the request's index in the log, rewritten if the upstream is unreachable.
+        """
         try:
             upstream = socket.create_connection(self._upstream_addr, timeout=10)
         except OSError:
+            # Log before answering: a client that has its answer may read the log at once.
+            with self._lock:
+                self.log[entry] = (method, self.log[entry][1], "upstream-error")
             self._discard_body(reader, framing, length, expects)
             conn.sendall(_simple_response(502, _error_body(502)))
-            with self._lock:
-                self.log[-1] = (self.log[-1][0], self.log[-1][1], "upstream-error")
             return False
         upstream.settimeout(None)
         self._track(upstream)

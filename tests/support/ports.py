@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from collections.abc import Iterator
 
 LOOPBACK = "127.0.0.1"
 
@@ -30,6 +31,27 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
         except OSError:
             return False
         return True
+
+
+@contextlib.contextmanager
+def held_closed_port(port: int = 0, host: str = LOOPBACK) -> Iterator[int | None]:
+    """Bind ``host:port`` without listening, so connecting to it is refused for as long as
+    this context holds it and no other process can start listening there.
+
+    Yields the bound port, or None when ``port`` could not be bound (someone holds it).
+    ``port=0`` holds a port the kernel picks.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.bind((host, port))  # no SO_REUSEADDR: no other socket may bind it meanwhile
+        except OSError:
+            yield None
+            return
+        bound: int = sock.getsockname()[1]
+        yield bound
+    finally:
+        sock.close()
 
 
 def port_accepts(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
