@@ -17,7 +17,7 @@ from benchmarks import proc
 from benchmarks.bench import Bench
 from benchmarks.names import CI_NAME, SAMPLE
 from benchmarks.proc import CpuMeter, Run, show, timed, timed_pty
-from benchmarks.stats import CaseResult, Side, Target, comparison
+from benchmarks.stats import CaseResult, Side, Target, comparison, spread
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -470,17 +470,22 @@ def progress_rendering(b: Bench) -> list[CaseResult]:
         render_s, render_calls = proc.cprofile_lookup(prof, r"reporter\.py:\d+\(_render\)")
         extra_cpu = statistics.median(cpu["live"]) - statistics.median(cpu["quiet"])
         gap = a.median - quiet.median
+        noise = max(spread(a.samples), spread(quiet.samples))
         result.next_step = (
-            f"the median gap is {gap:.2f} s and the live view costs {extra_cpu:+.2f} CPU-s; the "
-            f"main thread spent {render_s:.3f} s in `LiveView._render` ({render_calls} calls) "
-            "and rich's refresh thread redraws 8 times a second on top. "
+            f"the median gap is {gap:.2f} s ({gap / quiet.median:.1%} of a --quiet push), and "
+            f"the live view's extra CPU time is {extra_cpu:+.2f} s "
+            f"({extra_cpu / quiet.median:.1%} of it); the main thread spent {render_s:.3f} s "
+            f"in `LiveView._render` ({render_calls} calls: it redraws from the event stream at "
+            "most every 0.25 s, with no refresh thread). "
             + (
-                "The CPU cost is far below the wall-time gap, so the gap is mostly noise or "
-                "contention for the second core: re-run to confirm, then lower rich's refresh "
-                "rate (refresh_per_second=4) and redraw only on layer status changes."
-                if extra_cpu < gap / 2
-                else "Lower rich's refresh rate (refresh_per_second=4), redraw only on layer "
-                "status changes, and cap the table at the layers still in flight."
+                f"The CPU cost is below the wall-time gap and the runs spread {noise:.0%}, so the "
+                "gap is mostly noise or contention for the second core: re-run with more runs "
+                "(`--only 10 --runs 15`) to confirm. If it holds, import rich's live view only "
+                "at the first progress event and draw the layer table as one Text instead of a "
+                "Table of ProgressBars."
+                if extra_cpu < gap
+                else "Import rich's live view only at the first progress event and draw the "
+                "layer table as one Text instead of a Table of ProgressBars."
             )
         )
     return [result]
