@@ -3,7 +3,6 @@ quick run beside someone's full run) never build over, or clean up, each other's
 
 from __future__ import annotations
 
-import re
 import secrets
 
 RUN_ID = secrets.token_hex(3)
@@ -14,9 +13,9 @@ CI_NAME = f"bench-ci-{RUN_ID}"
 CTX_NAME = f"bench-ctx-{RUN_ID}"
 CTX_DOCKER = f"bench-ctx-docker-{RUN_ID}"
 
-_OWN_REPO_RE = re.compile(rf"(^|/)bench-(hello|hello-single|ci|ctx|ctx-docker)-{RUN_ID}$")
+_OWN_NAMES = frozenset({SAMPLE, SAMPLE_SINGLE, CI_NAME, CTX_NAME, CTX_DOCKER})
 
 
 def is_own_repository(repository: str) -> bool:
     """Repositories this run created (never ``shipit.local/*``, another run's, or anyone's)."""
-    return bool(_OWN_REPO_RE.search(repository))
+    return repository.rpartition("/")[2] in _OWN_NAMES
