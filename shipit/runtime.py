@@ -258,7 +258,9 @@ def smoke_test(
             sleep=sleep,
             interval=interval,
         )
-        seconds = clock() - started
+        # Milliseconds, once: the message and --json then show the same figure (rounding the
+        # raw value to 0.1 s could disagree with rounding its 3-decimal JSON form).
+        seconds = round(clock() - started, 3)
         if healthcheck and result[2] is not None:
             reporter.detail(
                 f"HTTP 200 after {result[2] - started:.1f}s; Docker's healthcheck passed after "

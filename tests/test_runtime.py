@@ -119,6 +119,21 @@ def test_smoke_passes_when_http_and_healthcheck_are_healthy_and_removes_everythi
     assert leftovers(api) == ([], [])
 
 
+def test_smoke_message_and_json_show_the_same_seconds(api: FakeAPI) -> None:
+    # 5.449632 s rounds to 5.4 directly but to 5.45 (then 5.5) through the JSON's 3 decimals.
+    api.images[next(iter(api.images))]["Config"]["Healthcheck"] = {"Test": ["NONE"]}
+    clock = FakeClock()
+
+    def slow_probe(url: str, timeout: float) -> int | None:
+        clock.now += 5.449632
+        return 200
+
+    result, err = smoke(api, clock=clock, probe=slow_probe)
+    shown = result.as_json()["seconds_to_healthy"]
+    assert shown == 5.45
+    assert f"is healthy after {shown:.1f}s" in err
+
+
 def test_smoke_starts_on_a_fresh_labelled_network_with_a_loopback_port(api: FakeAPI) -> None:
     api.health_script = ["healthy"]
     smoke(api, env={"MODE": "test"})
