@@ -1,0 +1,1 @@
+"""The Docker engine adapter: the one place that imports docker-py."""
