@@ -132,6 +132,7 @@ class TokenRequest:
     granted: list[dict[str, Any]]
     status: int
     grant_type: str = ""
+    user_agent: str = ""
 
 
 @dataclass
@@ -309,7 +310,9 @@ class _Handler(BaseHTTPRequestHandler):
         grant_type: str,
     ) -> None:
         state = self.state
-        entry = TokenRequest(method, path, None, scopes, [], 200, grant_type)
+        entry = TokenRequest(
+            method, path, None, scopes, [], 200, grant_type, self.headers.get("User-Agent") or ""
+        )
         if path != "/token":
             entry.status = 404
             self._send(404, {"details": "not found"})
