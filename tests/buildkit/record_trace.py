@@ -168,7 +168,17 @@ def case_secret_without_session(api: Any) -> list[dict[str, Any]]:
     return build(api, {"Dockerfile": dockerfile}, t=_tag(), nocache="1")
 
 
+def case_cache_from_unavailable(api: Any) -> list[dict[str, Any]]:
+    # Port 9 on loopback: nothing listens, so the cache import fails at once.
+    tag = _tag()
+    files = {"Dockerfile": SIMPLE, "app.txt": "cache-from fixture\n"}
+    chunks = build(api, files, t=tag, cachefrom=json.dumps(["127.0.0.1:9/shipit/none:latest"]))
+    api.remove_image(tag, force=True)
+    return chunks
+
+
 CASES = {
+    "cache_from_unavailable": case_cache_from_unavailable,
     "missing_base": case_missing_base,
     "secret_without_session": case_secret_without_session,
     "partial": case_partial,

@@ -351,6 +351,16 @@ def test_a_stream_without_an_image_id_is_a_build_error() -> None:
         read_trace_stream(iter(recorded))
 
 
+def test_an_unavailable_cache_source_is_reported_but_does_not_fail_the_build() -> None:
+    recorded = chunks("cache_from_unavailable")
+    trace = BuildTrace()
+    assert read_trace_stream(iter(recorded), trace=trace).startswith("sha256:")
+    assert trace.failed is None
+    [(reference, error)] = trace.unavailable_caches
+    assert reference == "127.0.0.1:9/shipit/none:latest"
+    assert "connection refused" in error
+
+
 def test_the_engine_2010_sends_no_warning_for_an_unused_build_arg() -> None:
     # Recorded with --build-arg PYTHON_IMAG=typo: BuildKit 0.8 says nothing, so the
     # caller has to compare build args with the Dockerfile's ARGs itself.

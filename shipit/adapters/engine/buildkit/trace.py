@@ -23,6 +23,8 @@ from shipit.errors import BuildError
 TRACE_ID = "moby.buildkit.trace"
 IMAGE_ID = "moby.image.id"
 TAIL_LINES = 12
+# The step BuildKit shows for each --cache-from source (solver/llbsolver/solver.go).
+CACHE_IMPORT = "importing cache manifest from "
 # A vertex error of a failing RUN ends with it: "...: exit code: 3" (BuildKit 0.8 through 0.13).
 _EXIT_CODE_RE = re.compile(r"exit code: (\d+)\s*$")
 _ANSI_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
@@ -397,11 +399,25 @@ class BuildTrace:
 
     @property
     def failed(self) -> Step | None:
-        """The step whose failure ended the build (not the ones canceled because of it)."""
+        """The step whose failure ended the build (not the ones canceled because of it, nor a
+        cache import: BuildKit builds on without a cache source it cannot read)."""
         for step in self.steps.values():
-            if step.error and not step.error.endswith("context canceled"):
+            if (
+                step.error
+                and not step.error.endswith("context canceled")
+                and not step.name.startswith(CACHE_IMPORT)
+            ):
                 return step
         return None
+
+    @property
+    def unavailable_caches(self) -> list[tuple[str, str]]:
+        """(reference, error) of each cache source the engine could not import."""
+        return [
+            (step.name[len(CACHE_IMPORT) :], step.error)
+            for step in self.steps.values()
+            if step.error and step.name.startswith(CACHE_IMPORT)
+        ]
 
     @property
     def total_seconds(self) -> float | None:
