@@ -383,3 +383,46 @@ def test_a_silent_step_longer_than_the_read_timeout_stops_the_stream(
         build(api, dockerfile, [SecretsProvider({})], nocache=True)
     assert time.monotonic() - started < 7
     api.close()
+
+
+def test_private_from_on_a_token_auth_registry_as_docker_hub(
+    docker_api: Any, busybox_image: str, tmp_path: Path, engine_cleanup: Any, unique: str
+) -> None:
+    """Bearer-token registries take BuildKit's token path: GetTokenAuthority (when the engine's
+    BuildKit asks) is refused, so it falls back to Credentials and fetches the token itself."""
+    from tests.support.dockerhub import (
+        REGISTRY_HOST,
+        dockerhub_environment_ready,
+        running_dockerhub,
+    )
+    from tests.support.tokenserver import Account
+
+    reason = dockerhub_environment_ready()
+    if reason:
+        pytest.skip(reason)
+    token = f"dckr_pat_{secrets.token_hex(12)}"
+    repo = f"shipitbk/base-{unique}"
+    with running_dockerhub(tmp_path / "hub", [Account("shipitbk", token)]):
+        docker_api.tag(busybox_image, repo, "1")
+        stream = docker_api.push(
+            repo,
+            tag="1",
+            auth_config={"username": "shipitbk", "password": token},
+            stream=True,
+            decode=True,
+        )
+        errors = [chunk for chunk in stream if "error" in chunk]
+        docker_api.remove_image(f"{repo}:1")
+        assert not errors, errors
+        provider = AuthProvider(lambda host: ("shipitbk", token) if host == REGISTRY_HOST else None)
+        tag = f"shipit-bk-hub-{unique}:1"
+        engine_cleanup.images.append(tag)
+        dockerfile = f"FROM {repo}:1\nRUN echo on-hub-base-{unique}\n"
+        result = build(docker_api, dockerfile, [provider], tags=[tag], nocache=True)
+    assert result.error is None, result.error
+    assert REGISTRY_HOST in provider.asked
+    # dockerd 20.10 asks GetTokenAuthority first, and takes the refusal as "use Credentials".
+    methods = [method for method, _ in provider.calls]
+    assert methods[-1] == "Credentials"
+    assert "FetchToken" not in methods
+    assert token not in result.text

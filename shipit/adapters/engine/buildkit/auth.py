@@ -64,13 +64,19 @@ class AuthProvider:
 
     def __init__(self, lookup: CredentialsLookup):
         self._lookup = lookup
-        self.asked: list[str] = []  # hosts asked for, in order (for -v output and tests)
+        # (method name, host) for every call, in order: for -v output and tests.
+        self.calls: list[tuple[str, str]] = []
+
+    @property
+    def asked(self) -> list[str]:
+        """The hosts the engine asked credentials for, in order."""
+        return [host for method, host in self.calls if method == "Credentials"]
 
     def credentials(self, request: bytes, context: Any) -> bytes:
         import grpc
 
         host = decode_host(request)
-        self.asked.append(host)
+        self.calls.append(("Credentials", host))
         try:
             found = self._lookup(host)
         except Exception as exc:
@@ -87,12 +93,18 @@ class AuthProvider:
     def no_token_authority(self, request: bytes, context: Any) -> bytes:
         import grpc
 
+        self.calls.append(("TokenAuthority", decode_host(request)))
         context.abort(grpc.StatusCode.UNAVAILABLE, "client side tokens disabled")
         return b""
 
     def fetch_token(self, request: bytes, context: Any) -> bytes:
         import grpc
 
+        host = ""
+        for number, _, value in iter_fields(request):
+            if number == 2 and isinstance(value, bytes):  # FetchTokenRequest.Host
+                host = value.decode("utf-8", "replace")
+        self.calls.append(("FetchToken", host))
         context.abort(
             grpc.StatusCode.UNIMPLEMENTED,
             "token fetching is left to the engine (no token authority)",
