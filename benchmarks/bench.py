@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import proc
+from benchmarks import proc, support
 from benchmarks.names import SAMPLE, SAMPLE_SINGLE
 from benchmarks.stats import measure_alternating
 
@@ -56,6 +55,39 @@ class Bench:
     def shipit(self, *args: str) -> list[str]:
         return [proc.SHIPIT, *args]
 
+    def timer(
+        self,
+        command: Sequence[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        *,
+        remember: str | None = None,
+    ) -> Callable[[], float]:
+        """A side for `measure`: runs ``command`` and returns its wall seconds; ``remember``
+        names a tag the command moves, whose every image the clean-up then knows."""
+        run_env = env or self.env()
+
+        def run() -> float:
+            seconds = proc.timed(command, env=run_env, cwd=cwd).seconds
+            if remember:
+                self.remember(remember)
+            return seconds
+
+        return run
+
+    def profile(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        *,
+        pty: bool = False,
+    ) -> tuple[Path, proc.Run]:
+        """``shipit ARGS`` once more under cProfile: (the profile file, the run)."""
+        out = self.tmp / f"profile-{next(self._ids)}.prof"
+        runner = proc.timed_pty if pty else proc.timed
+        return out, runner(proc.cprofile_command(args, out), env=env or self.env(), cwd=cwd)
+
     def build_arg(self) -> list[str]:
         return ["--build-arg", f"PYTHON_IMAGE={self.python_image}"]
 
@@ -89,14 +121,8 @@ class Bench:
     @contextlib.contextmanager
     def registry(self) -> Iterator[Any]:
         """A fresh, empty ``docker-registry`` on loopback, stopped and deleted afterwards."""
-        from tests.support.registry import running_registry
-
-        root = self.workdir("registry")
-        try:
-            with running_registry(root) as registry:
-                yield registry
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+        with support.fresh_registry(self.workdir("registry")) as registry:
+            yield registry
 
     @contextlib.contextmanager
     def registries(self, count: int) -> Iterator[list[Any]]:

@@ -13,7 +13,18 @@ CI_NAME = f"bench-ci-{RUN_ID}"
 CTX_NAME = f"bench-ctx-{RUN_ID}"
 CTX_DOCKER = f"bench-ctx-docker-{RUN_ID}"
 
-_OWN_NAMES = frozenset({SAMPLE, SAMPLE_SINGLE, CI_NAME, CTX_NAME, CTX_DOCKER})
+
+def build_names(case: str) -> tuple[str, str]:
+    """(shipit's image, the docker CLI's image) of a BuildKit build case."""
+    return f"bench-{case}-{RUN_ID}", f"bench-{case}-docker-{RUN_ID}"
+
+
+BUILD_CASES = ("inner", "noop", "big", "cold")
+
+_OWN_NAMES = frozenset(
+    {SAMPLE, SAMPLE_SINGLE, CI_NAME, CTX_NAME, CTX_DOCKER}
+    | {name for case in BUILD_CASES for name in build_names(case)}
+)
 
 
 def is_own_repository(repository: str) -> bool:

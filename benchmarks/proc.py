@@ -243,8 +243,13 @@ def _short(path: str) -> str:
     return path
 
 
-#: shipit's boundary modules: where it waits on the engine, a registry or AWS, or does real work.
+#: shipit's boundary modules: where it waits on the engine, a registry or AWS, or does real work
+#: (the flat modules, and the packages of the layout they move into).
 BOUNDARY = (
+    "shipit/adapters/",
+    "shipit/services/",
+    "shipit/context/",
+    "shipit/output/",
     "shipit/engine.py",
     "shipit/registry_api.py",
     "shipit/context.py",
@@ -264,6 +269,13 @@ def _profile_rows(path: Path) -> list[tuple[float, float, int, str]]:
         (ct, tt, nc, f"{_short(file)}:{line}({func})")
         for (file, line, func), (_cc, nc, tt, ct, _callers) in raw.items()
     ]
+
+
+def where(module: str, function: str) -> str:
+    """A `cprofile_lookup` pattern for ``function`` in a shipit module whose path contains
+    ``module`` (a regular expression, e.g. ``engine`` or ``reporter|output``): it matches the
+    flat layout (shipit/engine.py) and the package one (shipit/adapters/engine/....py) alike."""
+    return rf"shipit/[^:]*(?:{module})[^:]*\.py:\d+\({function}\)"
 
 
 def cprofile_lookup(path: Path, pattern: str) -> tuple[float, int]:
@@ -405,57 +417,3 @@ def remove_bench_images(client: Any, predicate: Any = is_own_repository) -> list
     references = bench_references(client, predicate)
     remove_references(client, references)
     return references
-
-
-def timed_until(
-    command: Sequence[str],
-    pattern: re.Pattern[str],
-    *,
-    env: Mapping[str, str],
-    cwd: Path,
-    check: bool = True,
-    timeout: float = COMMAND_TIMEOUT,
-) -> tuple[float | None, Run]:
-    """Run ``command`` and note when a line matching ``pattern`` first appears on its output
-    (stdout and stderr merged): (seconds from start to that line or None, the whole run)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        list(command),
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    seen: float | None = None
-    buffer = b""
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.05)
-        if not ready:
-            if proc.poll() is not None:
-                break
-            continue
-        data = os.read(fd, 65536)
-        if not data:
-            break
-        chunks.append(data)
-        if seen is None:
-            buffer += data
-            lines = buffer.split(b"\n")
-            buffer = lines.pop()
-            if any(pattern.search(line.decode(errors="replace")) for line in lines):
-                seen = time.perf_counter() - start
-    proc.stdout.close()
-    code, cpu = _wait(proc, deadline)
-    seconds = time.perf_counter() - start
-    output = b"".join(chunks).decode(errors="replace")
-    if seen is None and pattern.search(buffer.decode(errors="replace")):
-        seen = seconds
-    if check and code != 0:
-        raise CommandFailed(command, code, output)
-    return seen, Run(seconds, cpu, output, code)

@@ -63,7 +63,7 @@ def _samples(side: Side) -> str:
 
 def case_section(result: CaseResult) -> list[str]:
     lines = [f"### {result.key}. {result.title}", ""]
-    for tag, side in zip("AB", result.sides, strict=False):
+    for tag, side in zip("ABCD", result.sides, strict=False):
         if side.samples:
             lines.append(
                 f"- **{tag} - {side.label}**: `{side.command}` - median "

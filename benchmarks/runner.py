@@ -14,7 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import cases_ecr, cases_local, cases_push, machine, proc, report
+from benchmarks import (
+    cases_build,
+    cases_ci,
+    cases_context,
+    cases_ecr,
+    cases_local,
+    cases_push,
+    machine,
+    proc,
+    report,
+)
 from benchmarks.bench import DEFAULT_PYTHON_IMAGE, Bench
 from benchmarks.names import RUN_ID, SAMPLE, SAMPLE_SINGLE
 from benchmarks.stats import CaseResult, errored, exit_code, format_value
@@ -36,11 +46,11 @@ class Case:
 
 CASES: tuple[Case, ...] = (
     Case("startup", "1", "Start-up", cases_local.startup, frozenset()),
-    Case("context", "2", "Large build context", cases_local.context_build),
+    Case("context", "2", "Large build context", cases_context.context_build),
     Case("push", "3", "Fresh push", cases_push.fresh_push, frozenset({"engine", "sample"})),
     Case("tags", "4", "Several tags", cases_push.several_tags, frozenset({"engine", "sample"})),
     Case("ecr", "5", "ECR login", cases_ecr.ecr_login),
-    Case("ci", "6", "CI rebuild with --cache-from", cases_push.ci_rebuild),
+    Case("ci", "6", "CI rebuild with --cache-from", cases_ci.ci_rebuild),
     Case(
         "registries",
         "7",
@@ -69,6 +79,10 @@ CASES: tuple[Case, ...] = (
         cases_push.progress_rendering,
         frozenset({"engine", "sample"}),
     ),
+    Case("inner", "11", "Inner-loop rebuild (BuildKit CLI)", cases_build.inner_loop),
+    Case("noop", "12", "No-op rebuild, large context (BuildKit CLI)", cases_build.noop_context),
+    Case("bigctx", "13", "191 MiB context rebuild (BuildKit CLI)", cases_build.big_context),
+    Case("cold", "14", "Cold build (BuildKit CLI)", cases_build.cold_build),
 )
 
 
@@ -117,9 +131,10 @@ def method_text(b: Bench, selected: Sequence[Case]) -> list[str]:
         "**quick** (CI): 1 run per side, smallest sizes, a warm-up only for the two cheap "
         "cases (start-up, build context) - a smoke test of the harness, not numbers to quote"
         if b.quick
-        else f"**full**: {b.runs} timed runs per side ({b.cheap_runs} for the cheap start-up "
-        "and build-context cases), after one untimed warm-up run of each side (except case 6, "
-        "whose every run starts from an emptied engine)"
+        else f"**full**: {b.runs} timed runs per side ({b.cheap_runs} for the cheap start-up, "
+        f"build-context, inner-loop and no-op cases; {min(b.runs, 5)} for the cold build), "
+        "after one untimed warm-up run of each side (except cases 6 and 14, whose every run "
+        "starts from an emptied engine or build cache)"
     )
     return [
         f"- Mode: {mode}. Sides run alternated, A B A B ..., so drift on the machine (other "
@@ -131,12 +146,21 @@ def method_text(b: Bench, selected: Sequence[Case]) -> list[str]:
         "before and after. Setup and clean-up (starting registries, removing local tags) are "
         "outside the timing.",
         "- Components are the ones the integration tests use: the Docker engine on this "
-        "machine (legacy builder), Debian's `docker-registry` (distribution 2.8) started fresh "
+        "machine, Debian's `docker-registry` (distribution 2.8) started fresh "
         "on 127.0.0.1 by `tests.support.registry.running_registry`, and moto's server "
         "(`tests.support.moto_server.running_moto_server`) with the TLS registry behind moto's "
         "ECR host name (`running_ecr_registry`). Nothing leaves the machine, except pip "
         "reaching PyPI inside the sample app's `RUN pip install` (the image build of case 6's "
-        "no-cache side and the setup builds).",
+        "no-cache side, case 14 and the setup builds).",
+        "- Build cases 11-14 compare `shipit build` with `DOCKER_BUILDKIT=1 /usr/bin/docker "
+        "build`, the Debian 20.10 CLI's BuildKit client (a session with file sync: it sends "
+        "only what changed); `/usr/local/bin/docker`, first on PATH, is a newer client without "
+        "buildx that falls back to the legacy builder, so the harness names /usr/bin/docker. "
+        "Registered QEMU emulators slow every BuildKit build on this engine, so these cases "
+        "run with binfmt_misc disabled (restored after, even on error); each case says whether "
+        "emulation was on. Case 14 runs `docker builder prune -af` before each build: it "
+        "empties the engine's whole BuildKit cache, which anything else building on this "
+        "engine shares.",
         f"- The sample image is built once at the start with `.venv/bin/shipit build "
         f"--build-arg PYTHON_IMAGE={b.python_image} --name {SAMPLE}` (and "
         f"`-f sample_app/Dockerfile.single --name {SAMPLE_SINGLE}` for case 8); the base image "
@@ -185,35 +209,39 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so SIGTERM, like Ctrl-C, still stops registries and cleans up
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    selected = select_cases(args.only)
-    tmp = Path(tempfile.mkdtemp(prefix="shipit-bench-"))
+def make_bench(args: argparse.Namespace) -> Bench:
     b = Bench(
         quick=args.quick,
-        tmp=tmp,
+        tmp=Path(tempfile.mkdtemp(prefix="shipit-bench-")),
         python_image=os.environ.get("SHIPIT_PYTHON_IMAGE", DEFAULT_PYTHON_IMAGE),
         runs=1 if args.quick else (args.runs or FULL_RUNS),
         cheap_runs=1 if args.quick else max(15, args.runs or 0),
     )
     if args.quick and args.runs:
         b.runs = b.cheap_runs = args.runs
+    return b
+
+
+def connect_engine(b: Bench, needs: set[str]) -> str | None:
+    """Connect to the engine and build the sample images; the error text when that failed."""
+    try:
+        b.client = proc.docker_client()
+        b.client.ping()
+        b.dockerd = proc.dockerd_pid()
+        prepare_images(b, needs)
+    except Exception as exc:
+        error = _error_text(exc)
+        b.log(f"setup failed:\n{error}")
+        return error
+    return None
+
+
+def run_cases(b: Bench, selected: Sequence[Case]) -> list[CaseResult]:
+    """Every selected case (a crash is that case's error row), then the engine clean-up."""
     needs = {need for case in selected for need in case.needs}
     results: list[CaseResult] = []
-    started = time.monotonic()
-    load_at_start = machine.loadavg()
-    setup_error: str | None = None
     try:
-        if "engine" in needs:
-            try:
-                b.client = proc.docker_client()
-                b.client.ping()
-                b.dockerd = proc.dockerd_pid()
-                prepare_images(b, needs)
-            except Exception as exc:
-                setup_error = _error_text(exc)
-                b.log(f"setup failed:\n{setup_error}")
+        setup_error = connect_engine(b, needs) if "engine" in needs else None
         for case in selected:
             if setup_error and "engine" in case.needs:
                 results.append(errored(case.number, case.title, "setup failed:\n" + setup_error))
@@ -229,28 +257,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             removed = proc.remove_bench_images(b.client)
             untagged = b.remove_created()
             b.log(f"removed {len(removed)} benchmark image tag(s), {untagged} untagged image(s)")
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(b.tmp, ignore_errors=True)
+    return results
 
-    info = machine.collect(proc.VENV_BIN, load_at_start)
+
+def output_path(args: argparse.Namespace) -> Path:
+    """--output; else docs/benchmarks.md for a full run of every case, else a temp file."""
+    if args.output is not None:
+        return Path(args.output)
+    if args.quick or args.only:
+        handle, name = tempfile.mkstemp(prefix="shipit-benchmarks-quick-", suffix=".md")
+        os.close(handle)
+        return Path(name)
+    return DEFAULT_OUTPUT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    selected = select_cases(args.only)
+    b = make_bench(args)
+    started = time.monotonic()
+    load_at_start = machine.loadavg()
+    results = run_cases(b, selected)
     command = ".venv/bin/python -m benchmarks" + (" --quick" if args.quick else "")
     if args.only:
         command += f" --only {args.only}"
     text = report.render(
-        info,
+        machine.collect(proc.VENV_BIN, load_at_start),
         results,
         method=method_text(b, selected),
         mode="quick" if args.quick else "full",
         command=command,
         duration_s=time.monotonic() - started,
     )
-    output = args.output
-    if output is None:
-        if args.quick or args.only:  # only a full run of every case replaces the docs
-            handle, name = tempfile.mkstemp(prefix="shipit-benchmarks-quick-", suffix=".md")
-            os.close(handle)
-            output = Path(name)
-        else:
-            output = DEFAULT_OUTPUT
+    output = output_path(args)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     for line in report.summary_table(results):

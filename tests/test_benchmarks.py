@@ -391,7 +391,8 @@ def test_only_this_runs_repositories_are_cleaned_up() -> None:
 
 def test_select_cases() -> None:
     assert [c.name for c in select_cases("startup,3")] == ["startup", "push"]
-    assert len(select_cases(None)) == len(CASES) == 10
+    assert len(select_cases(None)) == len(CASES) == 14
+    assert [c.number for c in select_cases("cold,11")] == ["11", "14"]
     with pytest.raises(SystemExit):
         select_cases("nope")
 
@@ -438,7 +439,7 @@ def test_quick_mode_runs_cheap_cases_and_writes_a_report(
 
 
 def test_cached_steps_from_verbose_build_output() -> None:
-    from benchmarks.cases_push import cached_steps
+    from benchmarks.cases_ci import cached_steps
 
     output = "\n".join(
         [
@@ -463,3 +464,165 @@ def test_loadavg_parsing() -> None:
 
     assert loadavg("0.34 0.33 0.35 1/234 5678\n") == "0.34 / 0.33 / 0.35"
     assert loadavg("") == "not available"
+
+
+# ---------------------------------------------------------------- build cases and shared helpers
+
+
+def test_profile_patterns_match_the_flat_and_the_package_layout() -> None:
+    import re
+
+    pattern = re.compile(proc.where("engine", "connect"))
+    assert pattern.search("shipit/engine.py:185(connect)")
+    assert pattern.search("shipit/adapters/engine/client.py:40(connect)")
+    assert not pattern.search("shipit/engine.py:185(connect_later)")
+    assert not pattern.search("shipit/services/push.py:12(connect)")
+    assert re.search(
+        proc.where("dockerconfig|docker_config", "store"), "shipit/dockerconfig.py:9(store)"
+    )
+
+
+def test_pushed_refs_follow_the_tags_of_a_push() -> None:
+    from benchmarks.cases_push import push_args, pushed_refs
+    from benchmarks.names import SAMPLE
+
+    class Reg:
+        def __init__(self, address: str) -> None:
+            self.address = address
+
+    regs = [Reg("127.0.0.1:1"), Reg("127.0.0.1:2")]
+    args = push_args([r.address for r in regs], "--no-latest", "--tag", "t1", "--tag", "t2")
+    assert args[:5] == ["push", "--registry", "127.0.0.1:1", "--registry", "127.0.0.1:2"]
+    assert pushed_refs(regs, args) == [
+        f"127.0.0.1:1/{SAMPLE}:t1",
+        f"127.0.0.1:1/{SAMPLE}:t2",
+        f"127.0.0.1:2/{SAMPLE}:t1",
+        f"127.0.0.1:2/{SAMPLE}:t2",
+    ]
+    assert pushed_refs(regs[:1], ["sh", "-c", "docker push x"]) == [f"127.0.0.1:1/{SAMPLE}:latest"]
+
+
+def test_builder_is_read_off_the_build_output() -> None:
+    from benchmarks.cases_build import builder_of
+
+    assert builder_of("Step 1/3 : FROM scratch\n ---> abc\n") == "legacy builder"
+    assert builder_of("[+] Building 0.1s\n => [1/2] FROM scratch\n") == "BuildKit"
+
+
+def test_floor_imports_the_modules_and_survives_a_missing_one(tmp_path: Path) -> None:
+    from benchmarks.cases_build import floor_command
+
+    command = floor_command(["json", "no_such_module_here", "shlex"])
+    command[-1] += "import sys; print(sorted(m for m in ('json', 'shlex') if m in sys.modules))\n"
+    run = proc.timed(command, env=proc.base_env(tmp_path), cwd=tmp_path)
+    assert "['json', 'shlex']" in run.output
+
+
+@pytest.mark.parametrize("state", ["enabled", "disabled", None])
+def test_emulation_off_restores_binfmt_even_on_error(tmp_path: Path, state: str | None) -> None:
+    from benchmarks.cases_build import emulation_off
+
+    status = tmp_path / "status"
+    if state is not None:
+        status.write_text(state + "\n")
+        (tmp_path / "qemu-aarch64").write_text("enabled\n")
+        (tmp_path / "register").write_text("")
+    with pytest.raises(RuntimeError), emulation_off(tmp_path) as said:
+        if state == "enabled":
+            assert status.read_text() == "0"  # the kernel file takes 0/1, reads enabled/disabled
+            assert said.startswith("off:") and "qemu-aarch64" in said
+        elif state is None:
+            assert "not mounted" in said
+        else:
+            assert "already disabled" in said and status.read_text() == "disabled\n"
+        raise RuntimeError("a build failed")
+    if state == "enabled":
+        assert status.read_text() == "1"
+
+
+def test_one_line_change_rewrites_only_the_last_line(tmp_path: Path) -> None:
+    from benchmarks.cases_build import OneLineChange
+
+    app = tmp_path / "app.py"
+    app.write_text("print('hi')\n")
+    change = OneLineChange(app)
+    change("shipit")
+    change("floor")  # the floor builds nothing: no change
+    change("docker")
+    assert app.read_text() == "print('hi')\n# benchmark change 2\n"
+
+
+def test_build_case_names_are_this_runs_own() -> None:
+    from benchmarks.names import RUN_ID, build_names, is_own_repository
+
+    for case in ("inner", "noop", "big", "cold"):
+        shipit_name, docker_name = build_names(case)
+        assert is_own_repository(shipit_name) and is_own_repository(docker_name)
+        assert RUN_ID in shipit_name
+
+
+def test_ecr_case_composes_its_three_results_from_a_stand_in_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ECR case's wiring (call counting, warm cache, floors, missed-target explanation)
+    without moto or the TLS registry: commands answer with fixed times."""
+    import contextlib
+    import cProfile
+
+    from benchmarks import cases_ecr, support
+    from benchmarks.bench import Bench
+
+    class Moto:
+        port, account_id, endpoint_url = 1, "123456789012", "http://127.0.0.1:1"
+
+        def env(self) -> dict[str, str]:
+            return {"AWS_REGION": "us-east-1"}
+
+    class Registry:
+        registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+    token = Counter({"ecr:GetAuthorizationToken": 1})
+    # first, second (moto's 2015 expiry), seeded second, --registry-id first and second, warm, aws
+    takes = iter([token, token, Counter(), token, Counter(), Counter(), token])
+
+    class Proxy:
+        endpoint_url = "http://127.0.0.1:2"
+
+        def take(self) -> Counter[str]:
+            return next(takes)
+
+    def fake_timed(command: list[str], *, env: dict[str, str], cwd: Path, **_: object) -> proc.Run:
+        cache = Path(env["SHIPIT_CACHE_DIR"]) / "ecr-tokens.json"
+        warm = cache.exists()
+        if command[0].endswith("shipit"):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            entry = {"expires_at": "2015-01-01T00:00:00+00:00"}
+            cache.write_text(json.dumps({"version": 1, "entries": {"k": entry}}))
+        seconds = 0.4 if command[0] == "bash" else 0.2 if "-c" in command else 0.3
+        return proc.Run(0.1 if warm and command[0].endswith("shipit") else seconds, 0, "", 0)
+
+    def fake_profile(self: Bench, *args: object, **kwargs: object) -> tuple[Path, proc.Run]:
+        out = tmp_path / "login.prof"
+        cProfile.runctx("sum(range(10))", {}, {}, str(out))
+        return out, proc.Run(0.5, 0, "", 0)
+
+    monkeypatch.setattr(support, "ecr_missing", lambda wait, log: None)
+    monkeypatch.setattr(
+        support,
+        "ecr_stack",
+        contextlib.contextmanager(lambda root: iter([support.EcrStack(Moto(), Registry())])),
+    )
+    monkeypatch.setattr(cases_ecr, "ensure_awscli", lambda b: (Path("/bin/aws"), "stand-in"))
+    monkeypatch.setattr(cases_ecr, "timed", fake_timed)
+    monkeypatch.setattr(
+        cases_ecr, "counting_proxy", contextlib.contextmanager(lambda port: iter([Proxy()]))
+    )
+    monkeypatch.setattr(Bench, "profile", fake_profile)
+    b = Bench(quick=True, tmp=tmp_path, runs=2)
+    a, calls, c = cases_ecr.ecr_login(b)
+    assert (a.key, calls.key, c.key) == ("5a", "5b", "5c")
+    assert calls.metric == 0 and calls.status == "met"  # the second, seeded login: no call
+    assert any("moved the expiry of the 1 cached token" in note for note in calls.notes)
+    assert a.metric == pytest.approx(0.75) and a.missed and "0.50x awscli" in (a.next_step or "")
+    assert c.metric == pytest.approx(0.25) and c.status == "met"
+    assert a.profile and "cProfile" in a.profile
