@@ -311,3 +311,14 @@ def test_grpc_is_not_imported_with_the_session_module() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert session_mod.MAX_MESSAGE == 16 * 1024 * 1024
+
+
+def test_shared_key_is_the_docker_clis() -> None:
+    # sha256("node:/src/app"), as docker's getBuildSharedKey computes it.
+    import hashlib
+
+    from shipit.adapters.engine.buildkit.session import shared_key
+
+    assert shared_key("/src/app", "node") == hashlib.sha256(b"node:/src/app").hexdigest()
+    assert shared_key("/src/app", "node") != shared_key("/src/other", "node")
+    assert shared_key("/src/app", "node") != shared_key("/src/app", "other-node")

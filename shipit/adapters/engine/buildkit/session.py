@@ -13,6 +13,7 @@ grpcio is imported only when a session opens: never at CLI start-up.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -99,6 +100,14 @@ class MethodRouter:
         return self._handlers.get(method)
 
 
+def shared_key(context_dir: str, node_id: str) -> str:
+    """The docker CLI's session shared key for a build context (``getBuildSharedKey``):
+    hex sha256 of ``NODE_ID:DIR``. With the same key and session name (the directory's base
+    name) the engine reuses what it synced from that directory before. ``node_id`` is a random
+    id kept once per machine (docker keeps its own in ``~/.docker/.buildNodeID``)."""
+    return hashlib.sha256(f"{node_id}:{context_dir}".encode()).hexdigest()
+
+
 def session_headers(
     session_id: str, name: str, shared_key: str, methods: Iterable[str]
 ) -> list[tuple[str, str]]:
@@ -119,8 +128,10 @@ class Session:
 
     Use as a context manager, pass ``session.id`` to the build (``session=ID``), and close it
     after the build stream ended. ``name`` and ``shared_key`` are what the docker CLI sends
-    (the context directory's base name, and a key that lets the engine reuse what it synced
-    from the same directory before). Closing never blocks for more than ``close_timeout``.
+    (the context directory's base name, and :func:`shared_key`). Closing never blocks for
+    more than ``close_timeout`` per step; provider handlers must end when their call is
+    cancelled (``context.add_callback``, ``context.is_active()``), as closing cancels them.
+    ``alive`` turns False when the engine drops the session (e.g. its health check failed).
     """
 
     def __init__(
