@@ -26,6 +26,7 @@ from shipit.adapters.engine.buildkit.trace import (
     decode_status,
     decode_trace_chunk,
     exit_code_of,
+    is_internal,
     iter_trace,
     plain_lines,
     read_trace_stream,
@@ -397,3 +398,18 @@ def test_plain_lines_match_dockers_plain_progress() -> None:
     assert plain_lines(StepFinished(3, "x", error="boom: context canceled")) == ["#3 CANCELED"]
     assert plain_lines(StepFinished(3, "x", error="exit code: 2")) == ["#3 ERROR: exit code: 2"]
     assert plain_lines(BuildWarning("unused", "[1/2] FROM x")) == ["warning: unused ([1/2] FROM x)"]
+
+
+@pytest.mark.parametrize(
+    ("name", "internal"),
+    [
+        ("[internal] load remote build context", True),
+        ("copy /context /", True),
+        ("exporting to image", True),
+        ("importing cache manifest from x:1", True),
+        ("[builder 2/5] RUN make", False),
+        ("[1/4] FROM shipit.local/busybox:latest", False),
+    ],
+)
+def test_internal_steps_are_told_from_dockerfile_steps(name: str, internal: bool) -> None:
+    assert is_internal(name) is internal

@@ -246,6 +246,12 @@ def strip_ansi(text: str) -> str:
     return _CONTROL_RE.sub("", _ANSI_RE.sub("", text))
 
 
+def is_internal(name: str) -> bool:
+    """A step of BuildKit's own (loading the context, importing cache, exporting the image)
+    rather than a Dockerfile instruction, which BuildKit names ``[stage n/m] INSTRUCTION``."""
+    return name.startswith("[internal]") or not name.startswith("[")
+
+
 def exit_code_of(error: str) -> int | None:
     """The exit code a failing RUN's vertex error ends with, if it says one."""
     match = _EXIT_CODE_RE.search(error)
@@ -343,8 +349,7 @@ class Step:
 
     @property
     def internal(self) -> bool:
-        """BuildKit's own bookkeeping steps rather than Dockerfile instructions."""
-        return self.name.startswith("[internal]") or not self.name.startswith("[")
+        return is_internal(self.name)
 
 
 class BuildTrace:
