@@ -328,44 +328,101 @@ def test_cache_from_an_authenticated_registry_onto_an_empty_builder_cache(
 # ---------------------------------------------------------------- transport
 
 
-def test_secret_build_through_an_engine_reached_over_tcp(
-    docker_api: Any, busybox_image: str, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def forwarded_engine(*listen_options: str) -> Iterator[int]:
+    """socat relaying 127.0.0.1:PORT to the engine's unix socket; yields PORT."""
     reason = missing_binaries("socat")
     if reason:
         pytest.skip(reason)
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if not host.startswith("unix://"):
         pytest.skip(f"the engine is not on a local unix socket ({host})")
-    import docker as docker_py
-
     port = free_port()
+    listen = ",".join([f"{port}", "bind=127.0.0.1", "reuseaddr", "fork", *listen_options])
+    kind = "OPENSSL-LISTEN" if listen_options else "TCP-LISTEN"
     forwarder = subprocess.Popen(
         die_with_parent(
-            [
-                "socat",
-                f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
-                f"UNIX-CONNECT:{host.removeprefix('unix://')}",
-            ]
+            ["socat", f"{kind}:{listen}", f"UNIX-CONNECT:{host.removeprefix('unix://')}"]
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         assert wait_for_port(port), "socat did not listen"
-        api = docker_py.APIClient(base_url=f"tcp://127.0.0.1:{port}", version="auto", timeout=60)
-        value = secrets.token_hex(16)
-        dockerfile = (
-            f"FROM {busybox_image}\n"
-            "RUN --mount=type=secret,id=tcp,required=true busybox sha256sum /run/secrets/tcp\n"
-        )
-        result = build(api, dockerfile, [SecretsProvider({"tcp": value.encode()})], nocache=True)
-        api.close()
+        yield port
     finally:
         forwarder.terminate()
         forwarder.wait(10)
+
+
+def secret_build(api: Any, busybox_image: str) -> None:
+    value = secrets.token_hex(16)
+    dockerfile = (
+        f"FROM {busybox_image}\n"
+        "RUN --mount=type=secret,id=remote,required=true busybox sha256sum /run/secrets/remote\n"
+    )
+    result = build(api, dockerfile, [SecretsProvider({"remote": value.encode()})], nocache=True)
     assert result.error is None, result.error
     assert hashlib.sha256(value.encode()).hexdigest().encode() in result.logs
+
+
+def test_secret_build_through_an_engine_reached_over_tcp(
+    docker_api: Any, busybox_image: str
+) -> None:
+    import docker as docker_py
+
+    with forwarded_engine() as port:
+        api = docker_py.APIClient(base_url=f"tcp://127.0.0.1:{port}", version="auto", timeout=60)
+        try:
+            secret_build(api, busybox_image)
+        finally:
+            api.close()
+
+
+def test_secret_build_through_an_engine_reached_over_tls(
+    docker_api: Any, busybox_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import docker as docker_py
+
+    # requests lets these override the client's own CA (docker-py sets session.verify).
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    reason = missing_binaries("openssl")
+    if reason:
+        pytest.skip(reason)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    with forwarded_engine(f"cert={cert}", f"key={key}", "verify=0") as port:
+        tls = docker_py.tls.TLSConfig(ca_cert=str(cert), verify=True)
+        api = docker_py.APIClient(
+            base_url=f"tcp://127.0.0.1:{port}", version="auto", timeout=60, tls=tls
+        )
+        try:
+            assert api.base_url.startswith("https://")
+            secret_build(api, busybox_image)
+        finally:
+            api.close()
 
 
 def test_a_silent_step_longer_than_the_read_timeout_stops_the_stream(

@@ -44,6 +44,11 @@ def open_engine_socket(api: Any, path: str, timeout: float | None) -> tuple[sock
         pool = adapter.get_connection(url)
     else:  # requests' HTTPAdapter, or docker-py's SSLHTTPAdapter for TLS
         pool = adapter.poolmanager.connection_from_url(url)
+        if url.startswith("https://"):
+            # The CA and client certificate requests would use for this URL (docker-py keeps
+            # them on the session; requests applies them to the pool per request).
+            settings = api.merge_environment_settings(url, {}, False, None, None)
+            adapter.cert_verify(pool, url, settings["verify"], settings["cert"])
     conn = pool._new_conn()
     conn.timeout = timeout
     try:
