@@ -162,8 +162,9 @@ def test_session_request_has_one_method_header_per_method(engine: FakeEngine) ->
 
 
 def test_bytes_sent_with_the_101_reach_the_server_first(engine: FakeEngine) -> None:
-    with Session(_api(engine)):
+    with Session(_api(engine)) as session:
         assert engine.call(HEALTH_CHECK) == b"\x08\x01"
+        assert session.health_checks == 1
     assert engine.early_bytes.startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
 

@@ -483,3 +483,31 @@ def test_private_from_on_a_token_auth_registry_as_docker_hub(
     assert methods[-1] == "Credentials"
     assert "FetchToken" not in methods
     assert token not in result.text
+
+
+def test_a_long_build_keeps_its_session_through_the_engines_health_checks(
+    docker_api: Any, busybox_image: str
+) -> None:
+    """dockerd checks the session every 5 s and drops it after two failures: a secret read
+    after an 11 s step proves the bridge answered them."""
+    value = secrets.token_hex(16)
+    dockerfile = (
+        f"FROM {busybox_image}\n"
+        "RUN sleep 11\n"
+        "RUN --mount=type=secret,id=late,required=true busybox sha256sum /run/secrets/late\n"
+    )
+    result = Result()
+    body = context_tar({"Dockerfile": dockerfile})
+    with Session(docker_api, [SecretsProvider({"late": value.encode()})]) as session:
+        for chunk in post_build(
+            docker_api, BuildRequest(session_id=session.id, nocache=True), body
+        ):
+            status = decode_trace_chunk(chunk)
+            if status is not None:
+                result.logs += b"".join(log.data for log in status.logs)
+            elif "errorDetail" in chunk:
+                result.error = chunk["errorDetail"].get("message", "")
+        assert session.alive
+    assert result.error is None, result.error
+    assert session.health_checks >= 2
+    assert hashlib.sha256(value.encode()).hexdigest().encode() in result.logs

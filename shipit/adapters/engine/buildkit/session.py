@@ -70,12 +70,16 @@ def health_response() -> bytes:
     return field_varint(1, SERVING)
 
 
-def collect_handlers(providers: Iterable[Provider]) -> dict[str, grpc.RpcMethodHandler]:
-    """Every provider's handlers plus Health/Check; a method served twice is a bug."""
+def collect_handlers(
+    providers: Iterable[Provider], health: Any = None
+) -> dict[str, grpc.RpcMethodHandler]:
+    """Every provider's handlers plus Health/Check (``health(request, context)``, by default
+    a plain SERVING answer); a method served twice is a bug."""
     import grpc
 
+    check = health or (lambda _request, _context: health_response())
     handlers: dict[str, grpc.RpcMethodHandler] = {
-        HEALTH_CHECK: grpc.unary_unary_rpc_method_handler(lambda _req, _ctx: health_response())
+        HEALTH_CHECK: grpc.unary_unary_rpc_method_handler(check)
     }
     for provider in providers:
         for method, handler in provider.handlers().items():
@@ -155,6 +159,9 @@ class Session:
         self.close_timeout = close_timeout
         self.max_workers = max_workers
         self.methods: list[str] = []
+        # Health checks answered: the engine sends one every 5 s and drops the session after
+        # two failures, so a long build shows this growing.
+        self.health_checks = 0
         self._server: Any = None
         self._executor: Any = None
         self._tmpdir: str | None = None
@@ -190,7 +197,7 @@ class Session:
         if self._opened or self._closed:
             raise RuntimeError("a Session opens once")
         self._opened = True
-        handlers = collect_handlers(self.providers)
+        handlers = collect_handlers(self.providers, self._health)
         self.methods = sorted(handlers)
         try:
             address = self._start_server(handlers)
@@ -240,6 +247,10 @@ class Session:
         return self._ended.wait(timeout)
 
     # ------------------------------------------------------------ internals
+
+    def _health(self, _request: bytes, _context: Any) -> bytes:
+        self.health_checks += 1
+        return health_response()
 
     def _start_server(self, handlers: Mapping[str, Any]) -> str:
         """A grpcio server on a unix socket in a private directory: unlike a loopback port,
