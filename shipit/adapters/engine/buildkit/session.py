@@ -207,10 +207,13 @@ class Session:
                     self.api, "/session", headers, timeout=self.open_timeout
                 )
             except transport.UpgradeError as exc:
+                old_engine = exc.status == 404
                 raise SessionError(
                     f"cannot open a build session: {exc.message}",
                     status=exc.status,
-                    hint="BuildKit sessions need Docker Engine 18.09 or later (API 1.39)",
+                    hint="BuildKit sessions need Docker Engine 18.09 or later (API 1.39)"
+                    if old_engine
+                    else None,
                 ) from exc
             self._engine_sock = engine_sock
             self._bridge(address, early)
@@ -271,7 +274,6 @@ class Session:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),
-                ("grpc.so_reuseport", 0),
             ],
         )
         if not self._server.add_insecure_port(f"unix:{address}"):
