@@ -3,10 +3,12 @@ and fsutil's order validator ported, to check what the provider sends."""
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from shipit.adapters.engine.buildkit.filesync import FileSyncProvider, SyncRequest
 from shipit.adapters.engine.buildkit.fsutil_types import (
@@ -141,3 +143,47 @@ def validate_order(stats: list[Stat]) -> None:
         parents[-1] = (directory, base)
         if stat.is_dir:
             parents.append((path, ""))
+
+
+# ------------------------------------------------------------------------- the recorded tree
+
+FIXTURE_MTIME = 1_700_000_000_123_456_789  # the first entry's; each next one 1.000000001 s later
+FIXTURE_DOCKERFILE = "FROM scratch\nCOPY . /ctx/\n"
+
+
+def make_fixture_tree(root: Path) -> Path:
+    """The tree the file sync fixtures were recorded on, rebuilt byte for byte: contents,
+    modes, symlinks, a hard link, an excluded directory with an exception, an empty 0700
+    directory, a 51,200-byte file (two chunks), and fixed nanosecond mtimes."""
+    files: dict[str, bytes] = {
+        "Dockerfile": FIXTURE_DOCKERFILE.encode(),
+        ".dockerignore": b"*.log\ndocs\n!docs/README.md\n",
+        "app.py": b"print('hello')\n",
+        "big.bin": bytes(range(256)) * 200,
+        "bin/run": b"#!/bin/sh\necho run\n",
+        "bin/suid": b"#!/bin/sh\n",
+        "caf\u00e9.txt": "caf\u00e9\n".encode(),
+        "debug.log": b"left out\n",
+        "docs/README.md": b"kept by the exception\n",
+        "docs/notes.md": b"left out\n",
+        "hard-a": b"same inode\n",
+        "src/pkg/mod.py": b"x = 1\n",
+    }
+    modes = {"bin/run": 0o755, "bin/suid": 0o4755, "app.py": 0o600}
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.chmod(path, modes.get(name, 0o644))
+    (root / "empty").mkdir()
+    os.chmod(root / "empty", 0o700)
+    os.link(root / "hard-a", root / "hard-b")
+    os.symlink("app.py", root / "link-rel")
+    os.symlink("/etc/hostname", root / "link-abs")
+    for path in (root / "bin", root / "docs", root / "src", root / "src" / "pkg"):
+        os.chmod(path, 0o755)
+    entries = sorted(root.rglob("*"), key=lambda p: str(p))
+    for index, path in enumerate(reversed(entries)):  # children before their directories
+        mtime = FIXTURE_MTIME + (len(entries) - 1 - index) * 1_000_000_001
+        os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+    return root

@@ -254,8 +254,8 @@ def _after_stat_of(path: str, action: Callable[[], object]) -> PacketLog:
     after its metadata was taken, before the engine can ask for its content."""
     done: list[bool] = []
 
-    def log(dir_name: str, direction: str, raw: bytes) -> None:
-        if dir_name != CONTEXT_DIR or direction != "send" or done or not raw:
+    def log(transfer: Transfer, direction: str, raw: bytes) -> None:
+        if transfer.dir_name != CONTEXT_DIR or direction != "send" or done or not raw:
             return
         packet = Packet.decode(raw)
         if packet.type == PACKET_STAT and packet.stat and packet.stat.path == path:

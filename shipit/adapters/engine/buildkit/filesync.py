@@ -69,7 +69,6 @@ CONTEXT_DIR: Final = "context"
 DOCKERFILE_DIR: Final = "dockerfile"
 CHUNK_SIZE: Final = 32 * 1024  # fsutil's send buffer
 
-PacketLog = Callable[[str, str, bytes], None]  # (dir name, "send" or "recv", raw packet)
 
 _FIN: Final = Packet(PACKET_FIN).encode()
 _END_OF_STATS: Final = b""  # Packet{type: STAT} with no stat encodes to nothing
@@ -122,6 +121,10 @@ class Transfer:
     skipped: list[str] = field(default_factory=list)  # FIFOs, sockets, devices left out
     finished: bool = False  # FIN exchanged
     error: ShipitError | None = None  # why it ended early
+
+
+# Called with every packet sent or received: (its transfer, "send" or "recv", the raw packet).
+PacketLog = Callable[[Transfer, str, bytes], None]
 
 
 def _dedupe(paths: Sequence[str]) -> list[str] | None:
@@ -200,7 +203,7 @@ class DiffCopySender:
 
     def _log(self, direction: str, raw: bytes) -> None:
         if self.packet_log is not None:
-            self.packet_log(self.transfer.dir_name, direction, raw)
+            self.packet_log(self.transfer, direction, raw)
 
     def _out(self, raw: bytes) -> bytes:
         self._log("send", raw)
