@@ -1,0 +1,143 @@
+"""The multi-platform parts of `build`, `push` and `release`: their extra options, and the
+one call each command makes when `--platform` lists several platforms (or a CI-matrix flag is
+given). Each function returns None when the command's ordinary single-platform path applies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from shipit.cli.common import write_ci_outputs
+from shipit.errors import UsageError
+
+if TYPE_CHECKING:
+    from shipit.adapters.engine.client import Engine
+    from shipit.output.reporter import Reporter
+    from shipit.services.build import BuildSettings, ImageSelection
+    from shipit.services.multiplatform import MultiBuildResult, MultiPushResult
+    from shipit.services.push import PushSettings
+    from shipit.services.registries import Destination
+
+PushPlatformOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--platform",
+        envvar="SHIPIT_PLATFORM",
+        help="Platforms of a multi-platform build (linux/amd64,linux/arm64): each is pushed, "
+        "then every tag is published as one image index.",
+    ),
+]
+PlatformOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--platform-only",
+        help="CI matrix runner: push only this --platform's image (as TAG-linux-arm64), "
+        "no index; a join job runs push --merge.",
+    ),
+]
+MergeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--merge",
+        help="CI matrix join: publish each tag as one index of the --platform images the "
+        "runners pushed (TAG-linux-amd64, ...). Needs no engine.",
+    ),
+]
+
+
+def multi_platforms(value: str | None) -> tuple[Any, ...]:
+    """The platforms of a `--platform` value (empty when none is given)."""
+    from shipit.platforms import parse_platforms
+
+    return parse_platforms(value)
+
+
+def build_for_platforms(
+    settings: BuildSettings, engine: Engine, reporter: Reporter, env: dict[str, str]
+) -> MultiBuildResult | None:
+    """`shipit build` for two or more platforms, reported; for one, only the emulator check
+    runs (and None lets the ordinary build go on)."""
+    from shipit.services.build import build_image
+    from shipit.services.multiplatform import build_platforms, require_buildable
+
+    platforms = multi_platforms(settings.platform)
+    if len(platforms) < 2:
+        if platforms:
+            require_buildable(platforms, engine)
+        return None
+    result = build_platforms(settings, platforms, engine, reporter, build_image)
+    references = [r for image in result.images for r in image.references]
+    write_ci_outputs(env, result.name, references, [])
+    if reporter.mode.json:
+        return result
+    for image in result.images:
+        reporter.success(
+            f"built {result.name} {image.platform} {image.image_id[:19]} "
+            f"({image.size_bytes / 1e6:.1f} MB)"
+        )
+        for reference in image.references:
+            reporter.emit(reference)
+    return result
+
+
+def push_for_platforms(
+    selection: ImageSelection,
+    platform: str | None,
+    destinations: Sequence[Destination],
+    connect: Callable[[], Engine],
+    reporter: Reporter,
+    settings: PushSettings,
+    *,
+    platform_only: bool,
+    merge: bool,
+) -> MultiPushResult | None:
+    """`shipit push` of a multi-platform build, one CI-matrix runner's platform, or the join."""
+    from shipit.services.multiplatform import merge_platforms, push_platforms
+
+    platforms = multi_platforms(platform)
+    if platform_only and merge:
+        raise UsageError("--platform-only and --merge exclude each other")
+    if (platform_only or merge) and not platforms:
+        flag = "--platform-only" if platform_only else "--merge"
+        raise UsageError(f"{flag} needs --platform (e.g. --platform linux/arm64)")
+    if merge:
+        return merge_platforms(selection, platforms, destinations, reporter, settings)
+    if len(platforms) < 2 and not platform_only:
+        return None
+    return push_platforms(
+        selection,
+        platforms,
+        destinations,
+        connect(),
+        reporter,
+        settings,
+        platform_only=platform_only,
+    )
+
+
+def report_push(
+    result: MultiPushResult,
+    selection: ImageSelection,
+    reporter: Reporter,
+    env: dict[str, str],
+    *,
+    dry_run: bool,
+    build: MultiBuildResult | None = None,
+) -> None:
+    """Print what landed: each tag's index (or, for one runner, its platform images)."""
+    pushed = result.pushed or [p for _, p in result.platform_images]
+    write_ci_outputs(env, selection.name, selection.references, pushed)
+    if reporter.mode.json:
+        payload: dict[str, Any] = {**result.as_json(), "dry_run": dry_run}
+        if not result.pushed:
+            payload["pushed"] = [
+                {"platform": str(pl), **p.as_json()} for pl, p in result.platform_images
+            ]
+        if build is not None:
+            payload = {"build": build.as_json(), **payload}
+        reporter.emit_json(payload)
+        return
+    for p in pushed:
+        reporter.emit(f"{p.reference}@{p.digest}" if p.digest else p.reference)

@@ -1,0 +1,493 @@
+"""Multi-platform images: build one image per platform, push each, and publish every tag as one
+image index; or, in a CI matrix, push one platform per runner and join them afterwards.
+
+The engine's image store holds one platform per tag, so each platform's image lives under
+platform-suffixed tags (`NAME:1.2.3-linux-arm64`), locally and in the registry; the plain tags
+(`NAME:1.2.3`) exist only in the registry, as indexes pointing at those images.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import TypeVar
+
+from shipit.adapters.engine.client import Engine
+from shipit.adapters.oci import RegistryClient
+from shipit.errors import BuildError, RegistryError, ShipitError, UsageError
+from shipit.image_index import IndexReader, build_index, publish_index
+from shipit.model import ImageInfo
+from shipit.output.reporter import Reporter
+from shipit.platforms import (
+    Emulation,
+    Platform,
+    check_buildable,
+    image_platform,
+    is_local_engine,
+    platform_tag,
+)
+from shipit.services.build import BuildResult, BuildSettings, ImageSelection
+from shipit.services.push import Pushed, PushSettings, push_image
+from shipit.services.registries import Destination
+from shipit.services.retry import call_with_retry
+from shipit.services.tags import is_release_tag
+
+T = TypeVar("T")
+
+LEGACY_BUILDER_HINT = (
+    "the engine's builder ignored the platform (the legacy builder does): build with BuildKit "
+    "(unset DOCKER_BUILDKIT=0), or on a runner of that architecture"
+)
+
+
+@dataclass(frozen=True)
+class PlatformImage:
+    """One platform's local image of a multi-platform build."""
+
+    platform: Platform
+    image_id: str
+    references: tuple[str, ...]  # NAME:TAG-linux-arm64, ...
+    size_bytes: int
+    declared: Platform  # what the image config says
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "platform": str(self.platform),
+            "image_id": self.image_id,
+            "os": self.declared.os,
+            "architecture": self.declared.architecture,
+            "variant": self.declared.variant,
+            "tags": list(self.references),
+            "size_bytes": self.size_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class MultiBuildResult:
+    """What a multi-platform `shipit build` produced; `as_json()` is its --json object."""
+
+    name: str
+    tags: tuple[str, ...]
+    images: tuple[PlatformImage, ...]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "tags": [f"{self.name}:{t}" for t in self.tags],
+            "platforms": [i.as_json() for i in self.images],
+        }
+
+
+@dataclass(frozen=True)
+class MultiPushResult:
+    """Each tag's index (`pushed`) and each platform's image pushes (`platform_images`)."""
+
+    pushed: list[Pushed]
+    platform_images: list[tuple[Platform, Pushed]]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "pushed": [p.as_json() for p in self.pushed],
+            "platform_images": [
+                {"platform": str(platform), **p.as_json()} for platform, p in self.platform_images
+            ],
+        }
+
+
+def platform_selection(selection: ImageSelection, platform: Platform) -> ImageSelection:
+    """The same image selection with every tag suffixed by the platform."""
+    return replace(selection, tags=tuple(platform_tag(t, platform) for t in selection.tags))
+
+
+# ---------------------------------------------------------------- build
+
+
+def require_buildable(platforms: Sequence[Platform], engine: Engine) -> None:
+    """Fail (exit 5, with a QEMU hint) before building for a platform nothing can run here."""
+    version = engine.version()
+    emulation = Emulation.read() if is_local_engine(engine.host) else None
+    check_buildable(
+        platforms,
+        engine_os=str(version.get("Os") or "linux"),
+        engine_arch=str(version.get("Arch") or "amd64"),
+        emulation=emulation,
+    )
+
+
+BuildFn = Callable[[BuildSettings, Engine, Reporter], BuildResult]
+
+
+def build_platforms(
+    settings: BuildSettings,
+    platforms: Sequence[Platform],
+    engine: Engine,
+    reporter: Reporter,
+    build: BuildFn,
+) -> MultiBuildResult:
+    """Build every platform (concurrently) under platform-suffixed tags; check each image's
+    declared platform, so a builder that ignores --platform never passes for a multi build."""
+    require_buildable(platforms, engine)
+    # One builder-stage cache tag cannot hold several platforms.
+    base = replace(settings, cache_stage=None)
+    view = concurrent_reporter(reporter) if len(platforms) > 1 else reporter
+    images = run_concurrently(
+        [_named(str(p), partial(_build_one, base, p, engine, view, build)) for p in platforms]
+    )
+    return MultiBuildResult(
+        name=settings.image.name, tags=settings.image.tags, images=tuple(images)
+    )
+
+
+def _build_one(
+    settings: BuildSettings,
+    platform: Platform,
+    engine: Engine,
+    reporter: Reporter,
+    build: BuildFn,
+) -> PlatformImage:
+    selection = platform_selection(settings.image, platform)
+    result = build(replace(settings, image=selection, platform=str(platform)), engine, reporter)
+    info = engine.require_image(result.image_id)
+    declared = image_platform(info.raw)
+    if not platform.matches(declared.os, declared.architecture, declared.variant):
+        raise BuildError(
+            f"asked for a {platform} image, the engine built a {declared} one",
+            hint=LEGACY_BUILDER_HINT,
+        )
+    return PlatformImage(
+        platform=platform,
+        image_id=info.id,
+        references=tuple(selection.references),
+        size_bytes=info.size,
+        declared=declared,
+    )
+
+
+# ---------------------------------------------------------------- local images
+
+
+def local_platform_image(
+    engine: Engine, selection: ImageSelection, platform: Platform, *, adopt: bool
+) -> ImageInfo:
+    """The local image of one platform: NAME:TAG-<platform> for every tag.
+
+    With `adopt` (one platform pushed by itself, the CI-matrix case) a single-platform build's
+    plain NAME:TAG is used when its architecture matches, and given the suffixed tags.
+    """
+    suffixed = platform_selection(selection, platform)
+    wanted = engine.image(suffixed.references[0])
+    if wanted is None and adopt:
+        wanted = engine.image(selection.references[0])
+        if wanted is not None:
+            _require_platform(wanted, platform, selection.references[0])
+            for tag in suffixed.tags:
+                engine.tag(wanted.id, selection.name, tag)
+    if wanted is None:
+        raise UsageError(
+            f"image '{suffixed.references[0]}' does not exist locally: "
+            f"run 'shipit build --platform {platform}' first"
+        )
+    for reference in suffixed.references:
+        info = engine.image(reference)
+        if info is None or info.id != wanted.id:
+            raise UsageError(
+                f"{reference} is missing or a different image from {suffixed.references[0]}: "
+                f"run 'shipit build --platform {platform}' again"
+            )
+    _require_platform(wanted, platform, suffixed.references[0])
+    return wanted
+
+
+def _require_platform(info: ImageInfo, platform: Platform, reference: str) -> None:
+    declared = image_platform(info.raw)
+    if not platform.matches(declared.os, declared.architecture, declared.variant):
+        raise UsageError(
+            f"{reference} is a {declared} image, not {platform}: "
+            f"build it with 'shipit build --platform {platform}'"
+        )
+
+
+# ---------------------------------------------------------------- push and join
+
+
+def push_platforms(
+    selection: ImageSelection,
+    platforms: Sequence[Platform],
+    destinations: Sequence[Destination],
+    engine: Engine,
+    reporter: Reporter,
+    settings: PushSettings,
+    *,
+    platform_only: bool = False,
+) -> MultiPushResult:
+    """Push each platform's image under its suffixed tags, then (unless `platform_only`)
+    publish every tag as one index of them all; the Python API behind a multi-platform push."""
+    if settings.push_cache:
+        raise UsageError("--push-cache works with single-platform builds only")
+    images = {
+        p: local_platform_image(engine, selection, p, adopt=platform_only and len(platforms) == 1)
+        for p in platforms
+    }
+    if settings.dry_run:
+        return _dry_run(selection, platforms, destinations, reporter, platform_only=platform_only)
+    unchanged: dict[str, dict[str, str]] = {}
+    if not platform_only:
+        with reporter.phase("Check release tags"):
+            found = run_concurrently(
+                [
+                    _named(d.label, partial(_guard, d, selection, images, reporter, settings))
+                    for d in destinations
+                ]
+            )
+        unchanged = {d.label: u for d, u in zip(destinations, found, strict=True)}
+    view = concurrent_reporter(reporter) if len(platforms) > 1 else reporter
+    per_platform = run_concurrently(
+        [
+            _named(
+                str(p),
+                partial(
+                    push_image,
+                    platform_selection(selection, p),
+                    destinations,
+                    engine,
+                    view,
+                    settings,
+                ),
+            )
+            for p in platforms
+        ]
+    )
+    platform_images = [
+        (p, pushed) for p, group in zip(platforms, per_platform, strict=True) for pushed in group
+    ]
+    if platform_only:
+        return MultiPushResult(pushed=[], platform_images=platform_images)
+    with reporter.phase("Publish image indexes"):
+        pushed = _join_all(selection, platforms, destinations, reporter, settings, unchanged)
+    return MultiPushResult(pushed=pushed, platform_images=platform_images)
+
+
+def merge_platforms(
+    selection: ImageSelection,
+    platforms: Sequence[Platform],
+    destinations: Sequence[Destination],
+    reporter: Reporter,
+    settings: PushSettings,
+) -> MultiPushResult:
+    """Join platform images pushed earlier (NAME:TAG-<platform>, one CI runner each) into one
+    index per tag; needs no engine. Idempotent; refuses an image of the wrong platform."""
+    if len(platforms) < 1:
+        raise UsageError("--merge needs the platforms to join: --platform linux/amd64,linux/arm64")
+    if settings.dry_run:
+        return _dry_run(selection, platforms, destinations, reporter, platform_only=False)
+    with reporter.phase("Publish image indexes"):
+        pushed = _join_all(selection, platforms, destinations, reporter, settings, {})
+    return MultiPushResult(pushed=pushed, platform_images=[])
+
+
+def _join_all(
+    selection: ImageSelection,
+    platforms: Sequence[Platform],
+    destinations: Sequence[Destination],
+    reporter: Reporter,
+    settings: PushSettings,
+    unchanged: dict[str, dict[str, str]],
+) -> list[Pushed]:
+    groups = run_concurrently(
+        [
+            _named(
+                d.label,
+                partial(
+                    _join, d, selection, platforms, reporter, settings, unchanged.get(d.label, {})
+                ),
+            )
+            for d in destinations
+        ]
+    )
+    return [p for group in groups for p in group]
+
+
+def _registry(
+    destination: Destination, name: str, reporter: Reporter, settings: PushSettings
+) -> tuple[RegistryClient, str, str]:
+    destination.prepare(name, reporter)
+    auth = destination.authenticate(reporter)
+    repository = destination.repository(name)
+    client = RegistryClient(destination.host, auth, timeout=settings.stall_seconds)
+    return client, repository, repository.partition("/")[2]
+
+
+def _guard(
+    destination: Destination,
+    selection: ImageSelection,
+    images: dict[Platform, ImageInfo],
+    reporter: Reporter,
+    settings: PushSettings,
+) -> dict[str, str]:
+    """Before anything is pushed: a release tag that already holds an index of exactly these
+    images is left as it is (its digest returned); one holding anything else is refused."""
+    client, repository, path = _registry(destination, selection.name, reporter, settings)
+    reader = IndexReader(client, path)
+    wanted = [(p, info.id) for p, info in images.items()]
+    unchanged: dict[str, str] = {}
+    for tag in selection.tags:
+        if not is_release_tag(tag):
+            continue
+        same = _retry(partial(reader.same_images, tag, wanted), settings, reporter, destination)
+        if same is None:
+            continue
+        if same:
+            existing = reader.manifest(tag)
+            unchanged[tag] = existing.digest if existing else ""
+        elif not settings.allow_overwrite:
+            raise RegistryError(
+                f"release tag {repository}:{tag} already exists with different images; "
+                "refusing to overwrite it",
+                hint="release a new version, or pass --allow-overwrite to replace it on purpose",
+                kind="overwrite_refused",
+            )
+    return unchanged
+
+
+def _join(
+    destination: Destination,
+    selection: ImageSelection,
+    platforms: Sequence[Platform],
+    reporter: Reporter,
+    settings: PushSettings,
+    unchanged: dict[str, str],
+) -> list[Pushed]:
+    """Publish each tag's index at one registry, verified by reading the tag back."""
+    client, repository, path = _registry(destination, selection.name, reporter, settings)
+    reader = IndexReader(client, path)
+    results: list[Pushed] = []
+    for tag in selection.tags:
+        reference = f"{repository}:{tag}"
+        if tag in unchanged:
+            reporter.info(f"{reference} is already up to date ({unchanged[tag][:19]})")
+            results.append(Pushed(destination.label, reference, unchanged[tag], "unchanged"))
+            continue
+        entries = [
+            _retry(partial(reader.entry, platform_tag(tag, p), p), settings, reporter, destination)
+            for p in platforms
+        ]
+        index = build_index(entries)
+        protect = is_release_tag(tag) and not settings.allow_overwrite
+        status = _retry(
+            partial(publish_index, client, path, tag, index, protect=protect),
+            settings,
+            reporter,
+            destination,
+        )
+        served = _retry(partial(reader.manifest, tag), settings, reporter, destination)
+        if served is None or served.digest != index.digest:
+            raise RegistryError(
+                f"{reference}: the registry serves {served.digest if served else 'nothing'} "
+                f"but the index pushed was {index.digest}",
+                hint="another push may have moved the tag at the same time; push again",
+                kind="digest_mismatch",
+            )
+        shown = ", ".join(str(p) for p in platforms)
+        if status == "unchanged":
+            reporter.info(f"{reference} is already up to date ({index.digest[:19]})")
+        else:
+            reporter.info(f"published {reference}@{index.digest} ({shown})")
+        results.append(Pushed(destination.label, reference, index.digest, status))
+    return results
+
+
+def _retry(
+    fn: Callable[[], T], settings: PushSettings, reporter: Reporter, destination: Destination
+) -> T:
+    def on_retry(attempt: int, error: RegistryError, delay: float) -> None:
+        reporter.warn(
+            f"{destination.label}: {error.kind} ({error.message}); retry {attempt} in {delay:.1f}s"
+        )
+
+    return call_with_retry(fn, settings.retry, on_retry=on_retry)
+
+
+def _dry_run(
+    selection: ImageSelection,
+    platforms: Sequence[Platform],
+    destinations: Sequence[Destination],
+    reporter: Reporter,
+    *,
+    platform_only: bool,
+) -> MultiPushResult:
+    pushed: list[Pushed] = []
+    platform_images: list[tuple[Platform, Pushed]] = []
+    for destination in destinations:
+        repository = destination.repository(selection.name)
+        for tag in selection.tags:
+            for platform in platforms:
+                reference = f"{repository}:{platform_tag(tag, platform)}"
+                if platform_only:
+                    reporter.info(f"would push {reference}")
+                    platform_images.append(
+                        (platform, Pushed(destination.label, reference, "", "planned"))
+                    )
+            if not platform_only:
+                reference = f"{repository}:{tag}"
+                shown = ", ".join(str(p) for p in platforms)
+                reporter.info(f"would publish {reference} as an index of {shown}")
+                pushed.append(Pushed(destination.label, reference, "", "planned"))
+    return MultiPushResult(pushed=pushed, platform_images=platform_images)
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def concurrent_reporter(reporter: Reporter) -> Reporter:
+    """A reporter for jobs that run side by side: plain lines (one live view at a time only),
+    writing to the same streams with the same masks."""
+    if not reporter.mode.live:
+        return reporter
+    view = Reporter(replace(reporter.mode, live=False), stdout=reporter.out, stderr=reporter.err)
+    view._masked = reporter._masked  # one set: a secret masked by either is masked by both
+    return view
+
+
+def _named(label: str, job: Callable[[], T]) -> Callable[[], T]:
+    """A job whose failures name the platform or registry they happened at."""
+
+    def run() -> T:
+        try:
+            return job()
+        except ShipitError as exc:
+            if not exc.message.startswith(label):
+                exc.message = f"{label}: {exc.message}"
+            raise
+
+    return run
+
+
+def run_concurrently(jobs: list[Callable[[], T]]) -> list[T]:
+    """Run jobs in threads, results in order; when any fails, raise the first failure after
+    all have ended. Daemon threads and a polling join keep Ctrl-C deliverable."""
+    if len(jobs) == 1:
+        return [jobs[0]()]
+    results: list[T | None] = [None] * len(jobs)
+    errors: list[BaseException | None] = [None] * len(jobs)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = jobs[index]()
+        except BaseException as exc:
+            errors[index] = exc
+
+    threads = [
+        threading.Thread(target=run, args=(i,), daemon=True, name=f"shipit-platform-{i}")
+        for i in range(len(jobs))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
+    for error in errors:
+        if error is not None:
+            raise error
+    return [r for r in results if r is not None]
