@@ -152,3 +152,68 @@ def test_bad_answers_are_upgrade_errors(answer: bytes, message: str) -> None:
         right.shutdown(socket.SHUT_WR)
         with pytest.raises(UpgradeError, match=message):
             read_response_head(left, time.monotonic() + 2)
+
+
+def _drain(sock: socket.socket, size: int, out: list[bytes]) -> None:
+    got = b""
+    while len(got) < size:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    out.append(got)
+
+
+def test_relay_copies_both_ways_at_once_with_the_first_bytes_ahead() -> None:
+    import os
+    import threading
+
+    from shipit.adapters.engine.buildkit.transport import Relay
+
+    engine, engine_side = socket.socketpair()
+    local, local_side = socket.socketpair()
+    # Far more than socket buffers hold, both directions at once: no deadlock, nothing lost.
+    up, down = os.urandom(3_000_000), os.urandom(3_000_000)
+    relay = Relay(engine_side, local_side, first=b"PREFACE")
+    runner = threading.Thread(target=relay.run, daemon=True)
+    runner.start()
+    at_local: list[bytes] = []
+    at_engine: list[bytes] = []
+    readers = [
+        threading.Thread(target=_drain, args=(local, len(up) + 7, at_local)),
+        threading.Thread(target=_drain, args=(engine, len(down), at_engine)),
+    ]
+    for reader in readers:
+        reader.start()
+    writers = [
+        threading.Thread(target=engine.sendall, args=(up,)),
+        threading.Thread(target=local.sendall, args=(down,)),
+    ]
+    for writer in writers:
+        writer.start()
+    for thread in writers + readers:
+        thread.join(20)
+    assert at_local == [b"PREFACE" + up]
+    assert at_engine == [down]
+    relay.stop()
+    runner.join(5)
+    assert not runner.is_alive()
+    for sock in (engine, engine_side, local, local_side):
+        sock.close()
+
+
+def test_relay_ends_when_a_side_closes() -> None:
+    import threading
+
+    from shipit.adapters.engine.buildkit.transport import Relay
+
+    engine, engine_side = socket.socketpair()
+    local, local_side = socket.socketpair()
+    relay = Relay(engine_side, local_side)
+    runner = threading.Thread(target=relay.run, daemon=True)
+    runner.start()
+    engine.close()
+    runner.join(5)
+    assert not runner.is_alive()
+    for sock in (engine_side, local, local_side):
+        sock.close()

@@ -45,7 +45,6 @@ SERVING = 1  # grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING
 MAX_MESSAGE = 16 * 1024 * 1024
 OPEN_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 5.0
-COPY_CHUNK = 64 * 1024
 
 
 class Provider(Protocol):
@@ -168,6 +167,7 @@ class Session:
         self._engine_sock: socket.socket | None = None
         self._local_sock: socket.socket | None = None
         self._threads: list[threading.Thread] = []
+        self._relay: transport.Relay | None = None
         self._ended = threading.Event()
         self._lock = threading.Lock()
         self._opened = False
@@ -230,6 +230,8 @@ class Session:
                 return
             self._closed = True
         self._ended.set()
+        if self._relay is not None:
+            self._relay.stop()
         for sock in (self._engine_sock, self._local_sock):
             _shutdown(sock)
         for thread in self._threads:
@@ -282,41 +284,22 @@ class Session:
         return address
 
     def _bridge(self, address: str, early: bytes) -> None:
-        """Connect to the local server and copy bytes both ways; bytes the engine sent with
-        its 101 (the HTTP/2 preface, often) go first."""
+        """Connect to the local server and relay bytes both ways in one thread; bytes the
+        engine sent with its 101 (the HTTP/2 preface, often) go first."""
         assert self._engine_sock is not None
         local = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         local.settimeout(self.open_timeout)
         local.connect(address)
-        local.settimeout(None)
         self._local_sock = local
-        if early:
-            local.sendall(early)
-        pairs = (
-            (self._engine_sock, local, "engine->local"),
-            (local, self._engine_sock, "local->engine"),
-        )
-        for src, dst, label in pairs:
-            thread = threading.Thread(
-                target=self._copy,
-                args=(src, dst, label),
-                name=f"shipit-session-{label}",
-                daemon=True,
-            )
-            self._threads.append(thread)
-            thread.start()
+        self._relay = transport.Relay(self._engine_sock, local, first=early)
+        thread = threading.Thread(target=self._run_relay, name="shipit-session-relay", daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
-    def _copy(self, src: socket.socket, dst: socket.socket, label: str) -> None:
-        """Copy until either side ends; then end the whole bridge (gRPC needs no half-close)."""
+    def _run_relay(self) -> None:
+        assert self._relay is not None
         try:
-            while True:
-                data = src.recv(COPY_CHUNK)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError as exc:
-            if not self._ended.is_set():
-                log.debug("session %s %s: %s", self.id, label, exc)
+            self._relay.run()
         finally:
             self._ended.set()
             _shutdown(self._engine_sock)

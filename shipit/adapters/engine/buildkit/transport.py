@@ -10,6 +10,7 @@ per method and ``requests`` cannot send a header name twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -277,3 +278,120 @@ def cancel_build(api: Any, build_id: str) -> None:
     """Ask the engine to stop a running build started with ``build_id`` (``POST /build/cancel``)."""
     response = api._post(api._url("/build/cancel"), params={"id": build_id})
     api._raise_for_status(response)
+
+
+# ---------------------------------------------------------------- the byte relay
+
+
+class Relay:
+    """Copies bytes both ways between two connected sockets in ONE thread, until either side
+    ends or :meth:`stop` is called.
+
+    One thread, with non-blocking sockets and a selector, because a TLS socket (an engine
+    reached with DOCKER_TLS_VERIFY) must not be read and written from two threads at once:
+    OpenSSL does not allow concurrent use of one connection. ``first`` is written to ``b``
+    before anything else (bytes read past the 101 response head).
+    """
+
+    CHUNK = 64 * 1024
+    HIGH_WATER = 1024 * 1024  # stop reading a side while this much waits for the other
+
+    def __init__(self, a: socket.socket, b: socket.socket, *, first: bytes = b""):
+        self.a, self.b = a, b
+        self._peer = {a: b, b: a}
+        self._out: dict[socket.socket, bytearray] = {a: bytearray(), b: bytearray(first)}
+        self._retry_read: set[socket.socket] = set()
+        self._wake_r, self._wake_w = socket.socketpair()
+
+    def stop(self) -> None:
+        """Make :meth:`run` return soon (from any thread); idempotent."""
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def run(self) -> None:
+        """Relay until a side closes, fails, or stop() is called."""
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        for sock in (self.a, self.b):
+            sock.setblocking(False)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while True:
+                self._update_interest(selector)
+                for key, mask in selector.select():
+                    if key.fileobj is self._wake_r:
+                        return
+                    ready = key.fileobj
+                    assert isinstance(ready, socket.socket)
+                    if not self._service(ready, mask):
+                        return
+        except OSError:
+            return
+        finally:
+            selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _update_interest(self, selector: Any) -> None:
+        import selectors
+
+        for sock in (self.a, self.b):
+            events = 0
+            if len(self._out[self._peer[sock]]) < self.HIGH_WATER:
+                events |= selectors.EVENT_READ
+            if self._out[sock] or sock in self._retry_read:
+                events |= selectors.EVENT_WRITE
+            try:
+                key = selector.get_key(sock)
+            except KeyError:
+                key = None
+            if key is None and events:
+                selector.register(sock, events)
+            elif key is not None and not events:
+                selector.unregister(sock)
+            elif key is not None and key.events != events:
+                selector.modify(sock, events)
+
+    def _service(self, sock: socket.socket, mask: int) -> bool:
+        import selectors
+
+        if mask & selectors.EVENT_WRITE:
+            if sock in self._retry_read:
+                self._retry_read.discard(sock)
+                if not self._read(sock):
+                    return False
+            if not self._write(sock):
+                return False
+        return not (mask & selectors.EVENT_READ) or self._read(sock)
+
+    def _read(self, sock: socket.socket) -> bool:
+        """Read what is there; False at the end of the stream."""
+        import ssl
+
+        buf = self._out[self._peer[sock]]
+        pending = getattr(sock, "pending", lambda: 0)
+        while len(buf) < self.HIGH_WATER or pending():
+            try:
+                data = sock.recv(self.CHUNK)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                return True
+            except ssl.SSLWantWriteError:  # TLS needs to write first: retry when writable
+                self._retry_read.add(sock)
+                return True
+            if not data:
+                return False
+            buf += data
+        return True
+
+    def _write(self, sock: socket.socket) -> bool:
+        import ssl
+
+        buf = self._out[sock]
+        while buf:
+            try:
+                sent = sock.send(buf)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return True
+            del buf[:sent]
+        return True
