@@ -126,6 +126,7 @@ class BuildSpec:
 
 @dataclass
 class BuildRun:
+    b: Bench
     spec: BuildSpec
     samples: dict[str, list[float]]
     modules: list[str]
@@ -170,7 +171,7 @@ def _measure(b: Bench, spec: BuildSpec) -> BuildRun:
             legacy_env = b.env(DOCKER_BUILDKIT="0")
             sides["legacy"] = _side(b, spec, "legacy", spec.shipit_cmd(), legacy_env, *shipit_tags)
         samples = b.measure(sides, runs=spec.runs or b.cheap_runs, warmup=spec.warmup)
-    return BuildRun(spec, samples, modules, builder_of(output), emulation)
+    return BuildRun(b, spec, samples, modules, builder_of(output), emulation)
 
 
 def _verdicts(ratio: float, targets: Sequence[tuple[str, Target]]) -> str:
@@ -198,10 +199,45 @@ def _result(run: BuildRun) -> list[CaseResult]:
         f"shipit built with the {run.builder} (its default here); QEMU emulation: {run.emulation}.",
     ]
     result = comparison(spec.key, spec.title, a, peer, spec.targets[-1][1], notes=notes)
+    if result.missed:
+        result.profile, result.next_step = _explain(run)
     results = [result]
     if spec.legacy_side:
         results.append(_legacy_result(run))
     return results
+
+
+NEXT = {
+    "legacy builder": "shipit still builds with the legacy builder here: the context goes up "
+    "as a whole tar, the engine unpacks it before any step, and each label is a step of its "
+    "own. Building through BuildKit (issue 11) is the next step, then the context through "
+    "file sync (issue 12) so that only changed files travel.",
+    "BuildKit": "shipit builds with BuildKit; what is left over the floor is its own work "
+    "before and after the engine's (context walk, session set-up, trace decoding, tagging) "
+    "and, for a context sent as a tar, the upload BuildKit re-reads on every build: check "
+    "that the context went through file sync (issue 12; `-v` says which path was used).",
+}
+
+
+def _explain(run: BuildRun) -> tuple[str, str]:
+    """(profile, next step) of a missed build target: one more shipit build under cProfile."""
+    spec, b = run.spec, run.b
+    if spec.before is not None:
+        spec.before("shipit")
+    with emulation_off():
+        out, profiled = b.profile(spec.shipit_cmd()[1:], spec.cwd)
+    b.remember(f"{spec.names[0]}:latest", f"{spec.names[0]}:buildcache")
+    engine, calls = proc.cprofile_lookup(out, proc.where("engine|buildkit", r"\w*build\w*"))
+    shipit, docker, floor = (median(run.samples[k]) for k in ("shipit", "docker", "floor"))
+    profile = proc.format_cprofile(out) + f"\n(wall {profiled.seconds:.3f} s under cProfile)"
+    return profile, (
+        f"shipit's median {shipit:.3f} s against docker's {docker:.3f} s. The floor (the "
+        f"interpreter and a build's imports) is {floor:.3f} s, so a Python client cannot go "
+        f"below {floor / docker:.2f}x here unless it imports less; under cProfile shipit "
+        f"spent {engine:.3f} s in the engine's build call ({calls} call(s)) and the rest "
+        f"({profiled.seconds - engine:.3f} s of {profiled.seconds:.3f} s wall) starting, "
+        f"importing and preparing. {NEXT.get(run.builder, '')}"
+    )
 
 
 def _legacy_result(run: BuildRun) -> CaseResult:

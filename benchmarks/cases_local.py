@@ -7,7 +7,7 @@ import contextlib
 import os
 import re
 import statistics
-import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -218,45 +218,27 @@ def _smoke_until_200(
     """Run ``shipit smoke``; meanwhile find its container and poll /health from outside.
     Returns (seconds from the process start to the first 200, the whole run)."""
     image_id = b.client.images.get(f"{SAMPLE}:latest").id
-    opener = _opener()
-    start = time.perf_counter()
-    child = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    first_200: float | None = None
-    url: str | None = None
+    opener, url, first_200 = _opener(), None, None
     deadline = time.monotonic() + 120
-    try:
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        child = proc.spawn(command, env, cwd, out)
         while first_200 is None and child.poll() is None and time.monotonic() < deadline:
             if url is None:
                 url = _smoke_url(b, image_id)
             elif _health_ok(opener, url):
                 first_200 = time.perf_counter() - start
-                break
             time.sleep(0.02)
-        output, _ = child.communicate(timeout=max(deadline - time.monotonic(), 1))
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    seconds = time.perf_counter() - start
-    text = output.decode(errors="replace")
-    if child.returncode != 0:
-        raise proc.CommandFailed(command, child.returncode, text)
+        code, cpu = proc.wait(child, deadline)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        run = proc.finish(
+            command, proc.Run(seconds, cpu, out.read().decode(errors="replace"), code)
+        )
     if first_200 is None:
-        raise RuntimeError(f"never saw /health answer 200 during `{show(command)}`:\n{text[-800:]}")
-    return first_200, proc.Run(seconds, 0.0, text, child.returncode)
-
-
-def smoke_available(b: Bench) -> bool:
-    run = timed([SHIPIT, "smoke", "--help"], env=b.env(), cwd=b.tmp, check=False)
-    return run.returncode == 0
+        text = run.output[-800:]
+        raise RuntimeError(f"never saw /health answer 200 during `{show(command)}`:\n{text}")
+    return first_200, run
 
 
 HTTP_200_RE = re.compile(r"HTTP 200 after ([0-9.]+)\s*s")
@@ -278,31 +260,6 @@ def _docker_run_and_poll(b: Bench, cwd: Path) -> float:
         return time.perf_counter() - start
     finally:
         timed(["docker", "rm", "-f", name], env=env, cwd=cwd, check=False)
-
-
-def _smoke_pending(b: Bench, cwd: Path) -> list[CaseResult]:
-    """Without ``shipit smoke``: what smoke will do, timed with docker run + polling."""
-    samples = b.measure({"docker run + poll": lambda: _docker_run_and_poll(b, cwd)})
-    side = Side("docker run + poll /health", POLL_CMD, samples["docker run + poll"])
-    result = measurement(
-        "9",
-        "Time to healthy (shipit smoke pending)",
-        side.median,
-        "s",
-        Target("<=", 3.0, "s"),
-        side=side,
-        notes=[
-            "`shipit smoke` is not in this build of shipit yet (`shipit smoke --help` "
-            "failed), so the harness measured what smoke will do: start the container and "
-            "poll /health until HTTP 200. Wall time from `docker run` to the first 200."
-        ],
-    )
-    result.next_step = (
-        "re-run when `shipit smoke` lands; this case then times it directly."
-        if not result.missed
-        else "profile gunicorn's start in the container (worker boot, app import)."
-    )
-    return [result]
 
 
 class SmokeRuns:
@@ -342,8 +299,6 @@ class SmokeRuns:
 
 def time_to_healthy(b: Bench) -> list[CaseResult]:
     env, cwd = b.env(), b.workdir("health")
-    if not smoke_available(b):
-        return _smoke_pending(b, cwd)
     smoke_cmd = b.shipit("smoke", "--name", SAMPLE, "--verbose")
     runs = SmokeRuns()
 

@@ -107,6 +107,26 @@ def push_once(
     return result
 
 
+def push_side(
+    b: Bench,
+    count: int,
+    command_for: Callable[[list[Any]], list[str]],
+    breakdown: Breakdown | None,
+    label: str,
+) -> Callable[[], float]:
+    """A side for `measure`: one push to ``count`` fresh registries (its CPU counted under
+    ``label`` when a breakdown is given)."""
+    env, cwd = b.env(), b.workdir("push")
+    return lambda: (
+        push_once(b, count, command_for, cwd=cwd, env=env, breakdown=breakdown, label=label).seconds
+    )
+
+
+def shipit_push(b: Bench, *extra: str) -> Callable[[list[Any]], list[str]]:
+    """``shipit push`` to the fresh registries of a run, with ``extra`` arguments."""
+    return lambda regs: b.shipit(*push_args(addresses(regs), *extra))
+
+
 def profile_push(
     b: Bench, args_for: Callable[[list[str]], list[str]], registries: int, *, pty: bool = False
 ) -> tuple[str, Path]:
@@ -122,8 +142,8 @@ def profile_push(
 ENGINE_CALLS = {
     "engine push": proc.where("engine", "push"),
     "digest check (distribution inspect)": proc.where("engine", "distribution_digest"),
-    "registry API: get manifest": proc.where("registry_api", "manifest"),
-    "registry API: put manifest": proc.where("registry_api", "put_manifest"),
+    "registry API: get manifest": proc.where("registry_api|oci", "manifest"),
+    "registry API: put manifest": proc.where("registry_api|oci", "put_manifest"),
     "docker-py import + connect": proc.where("engine", "connect"),
     "local image checks": proc.where("engine", "require_image"),
 }
@@ -221,21 +241,16 @@ def _fresh_push_next_step(a: Side, docker: Side, breakdown: Breakdown, prof: Pat
 
 
 def fresh_push(b: Bench) -> list[CaseResult]:
-    env, cwd, breakdown = b.env(), b.workdir("push"), Breakdown()
+    breakdown = Breakdown()
 
     def docker_push(regs: list[Any]) -> list[str]:
         ref = f"{regs[0].address}/{SAMPLE}:latest"
         return ["sh", "-c", f"docker tag {SAMPLE}:latest {ref} && docker push {ref}"]
 
-    def side(label: str, command_for: Callable[[list[Any]], list[str]]) -> Callable[[], float]:
-        return lambda: (
-            push_once(b, 1, command_for, cwd=cwd, env=env, breakdown=breakdown, label=label).seconds
-        )
-
     samples = b.measure(
         {
-            "shipit": side("shipit push", lambda regs: b.shipit(*push_args(addresses(regs)))),
-            "docker": side("docker push", docker_push),
+            "shipit": push_side(b, 1, shipit_push(b), breakdown, "shipit push"),
+            "docker": push_side(b, 1, docker_push, breakdown, "docker push"),
         }
     )
     breakdown.drop_warmup(b.warmup)
@@ -260,7 +275,6 @@ def fresh_push(b: Bench) -> list[CaseResult]:
 
 
 def several_tags(b: Bench) -> list[CaseResult]:
-    env, cwd = b.env(), b.workdir("tags")
     tags = [f"t{i}" for i in range(1, 6)]
     for tag in tags:
         b.tag(f"{SAMPLE}:latest", SAMPLE, tag)
@@ -269,11 +283,7 @@ def several_tags(b: Bench) -> list[CaseResult]:
         return push_args(regs, "--no-latest", *[x for t in tags[:count] for x in ("--tag", t)])
 
     def side(count: int) -> Callable[[], float]:
-        return lambda: (
-            push_once(
-                b, 1, lambda regs: b.shipit(*args(addresses(regs), count)), cwd=cwd, env=env
-            ).seconds
-        )
+        return push_side(b, 1, lambda regs: b.shipit(*args(addresses(regs), count)), None, "")
 
     try:
         samples = b.measure({"5 tags": side(5), "1 tag": side(1)})
@@ -330,23 +340,16 @@ def _two_registries_notes(a: Side, seq: Side, breakdown: Breakdown) -> list[str]
 
 
 def two_registries(b: Bench) -> list[CaseResult]:
-    env, cwd, breakdown = b.env(), b.workdir("two"), Breakdown()
+    breakdown = Breakdown()
 
     def sequential(regs: list[Any]) -> list[str]:
-        one, two = (shipit_line(b, push_args([r.address])) for r in regs)
+        one, two = (shlex.join(b.shipit(*push_args([r.address]))) for r in regs)
         return ["sh", "-c", f"{one} && {two}"]
-
-    def side(label: str, command_for: Callable[[list[Any]], list[str]]) -> Callable[[], float]:
-        return lambda: (
-            push_once(b, 2, command_for, cwd=cwd, env=env, breakdown=breakdown, label=label).seconds
-        )
 
     samples = b.measure(
         {
-            "concurrent": side(
-                "one push, two registries", lambda regs: b.shipit(*push_args(addresses(regs)))
-            ),
-            "sequential": side("two pushes in a row", sequential),
+            "concurrent": push_side(b, 2, shipit_push(b), breakdown, "one push, two registries"),
+            "sequential": push_side(b, 2, sequential, breakdown, "two pushes in a row"),
         }
     )
     breakdown.drop_warmup(b.warmup)
@@ -381,11 +384,6 @@ def two_registries(b: Bench) -> list[CaseResult]:
             "the registry API) instead of letting the engine compress twice."
         )
     return [result]
-
-
-def shipit_line(b: Bench, args: Sequence[str]) -> str:
-    """``shipit ARGS`` as one shell-quoted line with the real path (for ``sh -c``)."""
-    return shlex.join(b.shipit(*args))
 
 
 # ------------------------------------------------------------------------------ 10
@@ -459,11 +457,8 @@ def progress_rendering(b: Bench) -> list[CaseResult]:
     env, cwd, seen = b.env(TERM="xterm-256color"), b.workdir("progress"), TerminalOutput()
 
     def side(key: str, *extra: str) -> Callable[[], float]:
-        def command_for(regs: list[Any]) -> list[str]:
-            return b.shipit(*push_args(addresses(regs), *extra))
-
         def run() -> float:
-            result = push_once(b, 1, command_for, cwd=cwd, env=env, pty=True)
+            result = push_once(b, 1, shipit_push(b, *extra), cwd=cwd, env=env, pty=True)
             seen.add(key, result)
             return result.seconds
 

@@ -83,7 +83,7 @@ def _rusage_cpu(rusage: Any) -> float:
     return float(rusage.ru_utime + rusage.ru_stime)
 
 
-def _wait(proc: subprocess.Popen[Any], deadline: float) -> tuple[int, float]:
+def wait(proc: subprocess.Popen[Any], deadline: float) -> tuple[int, float]:
     """Reap ``proc`` with wait4 (its CPU time included), killing it at the deadline."""
     while True:
         pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
@@ -104,34 +104,54 @@ def timed(
     *,
     env: Mapping[str, str],
     cwd: Path,
-    stdin: str | None = None,
     check: bool = True,
     timeout: float = COMMAND_TIMEOUT,
 ) -> Run:
     """Run ``command`` once, output captured; wall time from just before start to exit."""
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(
-            list(command),
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        if stdin is not None:
-            assert proc.stdin is not None
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.write(stdin.encode())
-            proc.stdin.close()
-        code, cpu = _wait(proc, time.monotonic() + timeout)
+        proc = spawn(command, env, cwd, out)
+        code, cpu = wait(proc, time.monotonic() + timeout)
         seconds = time.perf_counter() - start
         out.seek(0)
-        output = out.read().decode(errors="replace")
-    if check and code != 0:
-        raise CommandFailed(command, code, output)
-    return Run(seconds, cpu, output, code)
+        return finish(command, Run(seconds, cpu, out.read().decode(errors="replace"), code), check)
+
+
+def spawn(command: Sequence[str], env: Mapping[str, str], cwd: Path, out: Any) -> Any:
+    """The child, in its own session, stdout and stderr to ``out``, no stdin."""
+    return subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def finish(command: Sequence[str], run: Run, check: bool = True) -> Run:
+    """``run``, or CommandFailed when it exited non-zero and ``check``."""
+    if check and run.returncode != 0:
+        raise CommandFailed(command, run.returncode, run.output)
+    return run
+
+
+def _read_all(master: int, proc: subprocess.Popen[Any], deadline: float) -> bytes:
+    """What the child writes to the terminal until it closes it or exits."""
+    chunks: list[bytes] = []
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], 0.05)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    return b"".join(chunks)
 
 
 def timed_pty(
@@ -141,49 +161,23 @@ def timed_pty(
     cwd: Path,
     check: bool = True,
     timeout: float = COMMAND_TIMEOUT,
-    columns: int = 120,
-    rows: int = 40,
 ) -> Run:
-    """Run ``command`` with stdout and stderr on a pseudo-terminal (so shipit draws live)."""
+    """Run ``command`` with stdout and stderr on a 120x40 pseudo-terminal (shipit draws live)."""
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    chunks: list[bytes] = []
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     try:
         start = time.perf_counter()
-        proc = subprocess.Popen(
-            list(command),
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=slave,
-            stderr=slave,
-            start_new_session=True,
-        )
-        os.close(slave)
-        slave = -1
+        try:
+            proc = spawn(command, env, cwd, slave)
+        finally:
+            os.close(slave)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.05)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: every writer closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-        code, cpu = _wait(proc, deadline)
+        output = _read_all(master, proc, deadline)
+        code, cpu = wait(proc, deadline)
         seconds = time.perf_counter() - start
     finally:
-        if slave >= 0:
-            os.close(slave)
         os.close(master)
-    output = b"".join(chunks).decode(errors="replace")
-    if check and code != 0:
-        raise CommandFailed(command, code, output)
-    return Run(seconds, cpu, output, code)
+    return finish(command, Run(seconds, cpu, output.decode(errors="replace"), code), check)
 
 
 # ------------------------------------------------------------------ CPU of other processes
@@ -243,22 +237,24 @@ def _short(path: str) -> str:
     return path
 
 
-#: shipit's boundary modules: where it waits on the engine, a registry or AWS, or does real work
-#: (the flat modules, and the packages of the layout they move into).
-BOUNDARY = (
-    "shipit/adapters/",
-    "shipit/services/",
-    "shipit/context/",
-    "shipit/output/",
-    "shipit/engine.py",
-    "shipit/registry_api.py",
-    "shipit/context.py",
-    "shipit/ecr.py",
-    "shipit/reporter.py",
-    "shipit/dockerconfig.py",
-    "shipit/runtime.py",
-    "shipit/gitinfo.py",
-    "shipit/config.py",
+#: shipit's boundary modules, where it waits on the engine, a registry or AWS, or does real work:
+#: the flat modules and the packages of the layout they move into.
+BOUNDARY = tuple(
+    f"shipit/{name}"
+    for name in [
+        "adapters/",
+        "services/",
+        "context",
+        "output/",
+        "engine.py",
+        "registry_api.py",
+        "ecr.py",
+        "reporter.py",
+        "dockerconfig.py",
+        "runtime.py",
+        "gitinfo.py",
+        "config.py",
+    ]
 )
 
 
@@ -286,10 +282,6 @@ def cprofile_lookup(path: Path, pattern: str) -> tuple[float, int]:
     return max(matches, default=(0.0, 0))
 
 
-def cprofile_total(path: Path) -> float:
-    return max((row[0] for row in _profile_rows(path)), default=0.0)
-
-
 def cprofile_breakdown(
     path: Path, calls: Mapping[str, str], *, nested: Mapping[str, str] | None = None
 ) -> tuple[float, list[tuple[str, float, int]], float]:
@@ -301,7 +293,7 @@ def cprofile_breakdown(
         seconds, count = found[outer]
         found[outer] = (max(0.0, seconds - found[inner][0]), count)
     parts = [(label, seconds, count) for label, (seconds, count) in found.items() if count]
-    total = cprofile_total(path)
+    total = max((row[0] for row in _profile_rows(path)), default=0.0)
     return total, parts, total - sum(seconds for _, seconds, _ in parts)
 
 
@@ -313,10 +305,10 @@ def format_cprofile(path: Path, top: int = 10, focus: Sequence[str] | None = BOU
     rows = _profile_rows(path)
     total = max((r[0] for r in rows), default=0.0)
     lines = [f"cProfile of the shipit process: {total:.3f} s in all (main thread)."]
-    if focus is None:
-        lines.append(f"Top {top} functions by cumulative time:")
-    else:
-        lines.append(f"Top {top} functions of {', '.join(focus)} by cumulative time:")
+    named = f" of {', '.join(focus)}" if focus else ""
+    if focus == BOUNDARY:
+        named = " of shipit's engine, registry, AWS, context, output and config modules"
+    lines.append(f"Top {top} functions{named} by cumulative time:")
     lines.append(f"{'cumul s':>9} {'self s':>8} {'calls':>7}  function")
     chosen = sorted(
         (r for r in rows if focus is None or any(f in r[3] for f in focus)), reverse=True

@@ -41,44 +41,21 @@ class Case:
     number: str
     title: str
     run: Callable[[Bench], list[CaseResult]]
-    needs: frozenset[str] = frozenset({"engine"})
+    needs: frozenset[str] = frozenset({"engine"})  # and "sample"/"single": images built first
 
 
+WITH_SAMPLE = frozenset({"engine", "sample"})
 CASES: tuple[Case, ...] = (
     Case("startup", "1", "Start-up", cases_local.startup, frozenset()),
     Case("context", "2", "Large build context", cases_context.context_build),
-    Case("push", "3", "Fresh push", cases_push.fresh_push, frozenset({"engine", "sample"})),
-    Case("tags", "4", "Several tags", cases_push.several_tags, frozenset({"engine", "sample"})),
+    Case("push", "3", "Fresh push", cases_push.fresh_push, WITH_SAMPLE),
+    Case("tags", "4", "Several tags", cases_push.several_tags, WITH_SAMPLE),
     Case("ecr", "5", "ECR login", cases_ecr.ecr_login),
     Case("ci", "6", "CI rebuild with --cache-from", cases_ci.ci_rebuild),
-    Case(
-        "registries",
-        "7",
-        "Two registries",
-        cases_push.two_registries,
-        frozenset({"engine", "sample"}),
-    ),
-    Case(
-        "size",
-        "8",
-        "Image size",
-        cases_local.image_size,
-        frozenset({"engine", "sample", "single"}),
-    ),
-    Case(
-        "health",
-        "9",
-        "Time to healthy",
-        cases_local.time_to_healthy,
-        frozenset({"engine", "sample"}),
-    ),
-    Case(
-        "progress",
-        "10",
-        "Progress rendering",
-        cases_push.progress_rendering,
-        frozenset({"engine", "sample"}),
-    ),
+    Case("registries", "7", "Two registries", cases_push.two_registries, WITH_SAMPLE),
+    Case("size", "8", "Image size", cases_local.image_size, WITH_SAMPLE | {"single"}),
+    Case("health", "9", "Time to healthy", cases_local.time_to_healthy, WITH_SAMPLE),
+    Case("progress", "10", "Progress rendering", cases_push.progress_rendering, WITH_SAMPLE),
     Case("inner", "11", "Inner-loop rebuild (BuildKit CLI)", cases_build.inner_loop),
     Case("noop", "12", "No-op rebuild, large context (BuildKit CLI)", cases_build.noop_context),
     Case("bigctx", "13", "191 MiB context rebuild (BuildKit CLI)", cases_build.big_context),
