@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipit.registry_api import Manifest
+from shipit.adapters.oci import Manifest
 from tests.fakes import FakeAPI
 
 

@@ -64,7 +64,7 @@ def _isolated_home(
 @pytest.fixture
 def fake_api(monkeypatch: pytest.MonkeyPatch) -> FakeAPI:
     """A fake engine that `Engine.connect` returns, so CLI tests need no Docker."""
-    from shipit.engine import Engine
+    from shipit.adapters.engine.client import Engine
 
     api = FakeAPI()
     monkeypatch.setattr(Engine, "connect", classmethod(lambda cls, env, timeout=60.0: cls(api)))

@@ -485,7 +485,7 @@ class FakeRegistries:
     """In-memory registries behind FakeAPI pushes and the pusher's RegistryClient.
 
     Install with `install(monkeypatch)`: pushes through the FakeAPI store a manifest whose
-    config digest is the pushed image id; `shipit.pusher.RegistryClient` becomes
+    config digest is the pushed image id; `shipit.services.push.RegistryClient` becomes
     `FakeRegistryClient`, which reads and copies those manifests; the FakeAPI's
     distribution inspect answers from them. ECR hosts are served by the moto ECR client
     given as `ecr` (pushes land there with PutImage, so shipit's own ECR tagging works).
@@ -501,9 +501,9 @@ class FakeRegistries:
         api.on_inspect_distribution = self.served_digest
 
     def install(self, monkeypatch: Any) -> FakeRegistries:
-        import shipit.pusher
+        import shipit.services.push
 
-        monkeypatch.setattr(shipit.pusher, "RegistryClient", self.client)
+        monkeypatch.setattr(shipit.services.push, "RegistryClient", self.client)
         return self
 
     # ------------------------------------------------------------ state
@@ -571,7 +571,7 @@ class FakeRegistries:
 
 
 class FakeRegistryClient:
-    """Stands in for shipit.registry_api.RegistryClient (same public methods, no network)."""
+    """Stands in for shipit.adapters.oci.RegistryClient (same public methods, no network)."""
 
     def __init__(self, registries: FakeRegistries, host: str, auth: Any) -> None:
         self.registries = registries
@@ -579,7 +579,7 @@ class FakeRegistryClient:
         self.auth = auth
 
     def manifest(self, repository: str, reference: str) -> Any:
-        from shipit.registry_api import Manifest
+        from shipit.adapters.oci import Manifest
 
         self.registries.requests.append(("GET", self.host, repository, reference))
         raw = self.registries.get(f"{self.host}/{repository}", reference)
@@ -609,8 +609,8 @@ def add_built_image(
     image_id: str | None = None,
 ) -> tuple[str, list[str]]:
     """What `shipit build` with these options leaves in the engine: (image id, NAME:TAG refs)."""
-    from shipit.builder import ImageOptions, select_image
     from shipit.config import load_config
+    from shipit.services.build import ImageOptions, select_image
 
     selection = select_image(
         ImageOptions(tags=tags, version=version, latest=latest),

@@ -12,9 +12,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shipit.classify import RULES
+from shipit.adapters.classify import RULES
 from shipit.errors import ExitCode
-from shipit.retry import (
+from shipit.services.retry import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BASE_DELAY,
     DEFAULT_MAX_DELAY,

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from shipit import ci
+from shipit.adapters import ci
 from shipit.cli import app
-from shipit.doctor import _policy_source_arn, check_aws, check_dockerhub, failed_required
-from shipit.registries import scan_gate_failures
+from shipit.services.doctor import _policy_source_arn, check_aws, check_dockerhub, failed_required
+from shipit.services.registries import scan_gate_failures
 from tests.ci_examples_support import FakeRegistryClient
 from tests.fakes import FakeAPI
 
@@ -173,7 +173,7 @@ def test_doctor_permission_simulation_unavailable_is_could_not_check() -> None:
 def test_doctor_identity_with_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto import mock_aws
 
-    from shipit.registries import RegistryOptions, make_ecr_registry
+    from shipit.services.registries import RegistryOptions, make_ecr_registry
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     env = {"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
@@ -236,7 +236,7 @@ def ecr_push(project: Path, fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch) 
     from moto import mock_aws
 
     FakeRegistryClient.api = fake_api
-    monkeypatch.setattr("shipit.pusher.RegistryClient", FakeRegistryClient)
+    monkeypatch.setattr("shipit.services.push.RegistryClient", FakeRegistryClient)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     for k, v in {
         "AWS_REGION": "us-east-1",
@@ -270,7 +270,7 @@ def test_scan_gate_fails_push_above_threshold(
     ecr_push: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "shipit.ecr.EcrRegistry.scan_findings",
+        "shipit.adapters.ecr.EcrRegistry.scan_findings",
         lambda self, repo, digest, timeout: {"HIGH": 2, "LOW": 1},
     )
     result = runner.invoke(app, ["push", "--registry", "ecr", "--scan-gate", "HIGH"])

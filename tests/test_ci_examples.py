@@ -46,7 +46,7 @@ def shipit_commands(lines: list[str], env: dict[str, str]) -> list[list[str]]:
 @pytest.fixture
 def registry_api(fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     FakeRegistryClient.api = fake_api
-    monkeypatch.setattr("shipit.pusher.RegistryClient", FakeRegistryClient)
+    monkeypatch.setattr("shipit.services.push.RegistryClient", FakeRegistryClient)
 
 
 def run_all(commands: list[list[str]], env: dict[str, str]) -> list[Any]:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shipit.classify import (
+from shipit.adapters.classify import (
     RULES,
     classify_registry_message,
     parse_retry_after,

@@ -1,4 +1,4 @@
-"""shipit.dockerconfig: reading logins the way `docker login` records them, and recording them."""
+"""shipit.adapters.dockerconfig: reading logins the way `docker login` records them, and recording them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from shipit import dockerconfig
+from shipit.adapters import dockerconfig
 from shipit.cli import app
 from shipit.errors import AuthError, ConfigError, ExitCode
 from tests.fakes import CredentialHelper, FakeAPI, FakeRegistries, add_built_image

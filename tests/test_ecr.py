@@ -1,4 +1,4 @@
-"""shipit.ecr against moto's in-process ECR/STS (mock_aws) and botocore Stubbers: no network."""
+"""shipit.adapters.ecr against moto's in-process ECR/STS (mock_aws) and botocore Stubbers: no network."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from shipit import __version__
-from shipit.ecr import (
+from shipit.adapters.ecr import (
     IAM_PUSH_ACTIONS,
     EcrCredentials,
     EcrRegistry,
@@ -384,7 +384,9 @@ def test_make_clients_config() -> None:
 
 
 def test_import_does_not_load_boto3() -> None:
-    code = "import sys, shipit.ecr; print('boto3' in sys.modules, 'botocore' in sys.modules)"
+    code = (
+        "import sys, shipit.adapters.ecr; print('boto3' in sys.modules, 'botocore' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -762,8 +764,8 @@ def test_environment_is_clean() -> None:
 
 
 def test_warm_login_makes_no_aws_call(ecr: Any, sts: Any, tmp_path: Path) -> None:
-    from shipit.registries import Ecr, RegistryOptions
-    from shipit.reporter import OutputMode, Reporter
+    from shipit.output.reporter import OutputMode, Reporter
+    from shipit.services.registries import Ecr, RegistryOptions
 
     path = tmp_path / "ecr-tokens.json"
     cache = TokenCache(path, now=lambda: BEFORE_MOTO_EXPIRY)
@@ -782,7 +784,7 @@ def test_warm_login_makes_no_aws_call(ecr: Any, sts: Any, tmp_path: Path) -> Non
 def _lazy_registry(
     cache: TokenCache, made: list[int], env: dict[str, str], *, profile: str | None = None
 ) -> EcrRegistry:
-    from shipit.registries import RegistryOptions, env_endpoint, env_identity
+    from shipit.services.registries import RegistryOptions, env_endpoint, env_identity
 
     def factory() -> tuple[Any, Any]:
         made.append(1)
@@ -851,7 +853,7 @@ def test_warm_login_with_a_profile_asks_boto3_for_the_identity(tmp_path: Path) -
 def test_env_endpoint(
     tmp_path: Path, extra: dict[str, str], config: str | None, expected: str
 ) -> None:
-    from shipit.registries import env_endpoint
+    from shipit.services.registries import env_endpoint
 
     config_file = tmp_path / "aws-config"
     if config is not None:
@@ -861,7 +863,7 @@ def test_env_endpoint(
 
 
 def test_env_identity() -> None:
-    from shipit.registries import RegistryOptions, env_identity
+    from shipit.services.registries import RegistryOptions, env_identity
 
     both = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s"}
     assert env_identity(RegistryOptions(), both) == "key:AKIAEXAMPLE"

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shipit.engine import (
-    BuildOutput,
-    BuildStep,
-    Event,
-    PushProgress,
-    read_build_stream,
-    read_push_stream,
-)
+from shipit.adapters.engine.client import read_build_stream, read_push_stream
 from shipit.errors import AuthError, BuildError, RegistryError
+from shipit.model import BuildOutput, BuildStep, Event, PushProgress
 
 OK_BUILD = [
     {"stream": "Step 1/2 : FROM base\n"},

@@ -1,7 +1,7 @@
 """`shipit push` through Typer's CliRunner against the fake engine and in-memory registries.
 
 No network: the FakeAPI stands in for the engine, FakeRegistries for the registries' HTTP API
-(monkeypatched into shipit.pusher), and moto's in-process `mock_aws` for ECR. A guard makes any
+(monkeypatched into shipit.services.push), and moto's in-process `mock_aws` for ECR. A guard makes any
 TCP connection attempt fail the test.
 """
 
@@ -20,7 +20,7 @@ from moto import mock_aws
 from typer.testing import CliRunner
 
 from shipit.cli import app
-from shipit.retry import RetryPolicy
+from shipit.services.retry import RetryPolicy
 from tests.fakes import FakeAPI, FakeRegistries, add_built_image, image_id_for, isolate_aws
 
 runner = CliRunner()

@@ -20,12 +20,13 @@ import pytest
 from moto import mock_aws
 from typer.testing import CliRunner
 
-from shipit import dockerconfig
+from shipit.adapters import dockerconfig
 from shipit.cli import app
-from shipit.engine import Auth
 from shipit.errors import AuthError, UsageError
+from shipit.model import Auth
+from shipit.output.reporter import OutputMode, Reporter
 from shipit.reference import RegistryTarget
-from shipit.registries import (
+from shipit.services.registries import (
     DockerHub,
     Ecr,
     GenericRegistry,
@@ -34,7 +35,6 @@ from shipit.registries import (
     parse_kind,
     resolve_credentials,
 )
-from shipit.reporter import OutputMode, Reporter
 from tests.fakes import (
     AWS_SECRET,
     CredentialHelper,

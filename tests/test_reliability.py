@@ -511,7 +511,12 @@ def test_rejected_ecr_token_is_refreshed_once(
     reason = ecr_environment_ready() or moto_server_missing() or missing_binaries("skopeo")
     if reason:
         pytest.skip(f"ECR end-to-end environment not ready: {reason}")
-    from shipit.ecr import EcrCredentials, EcrRegistry, TokenCache, default_token_cache_path
+    from shipit.adapters.ecr import (
+        EcrCredentials,
+        EcrRegistry,
+        TokenCache,
+        default_token_cache_path,
+    )
 
     case = CASES_BY_ID["ecr-expired-token"]
     setup = ecr_setup()

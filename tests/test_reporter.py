@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from shipit import reporter as reporter_module
-from shipit.engine import PushProgress
-from shipit.reporter import REDRAW_SECONDS, LiveView, OutputMode, Reporter
+from shipit.model import PushProgress
+from shipit.output import reporter as reporter_module
+from shipit.output.reporter import REDRAW_SECONDS, LiveView, OutputMode, Reporter
 
 
 def _live_reporter(buffer: io.StringIO) -> Reporter:

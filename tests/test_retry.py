@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from shipit.errors import AuthError, RegistryError
-from shipit.retry import (
+from shipit.services.retry import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BASE_DELAY,
     DEFAULT_MAX_DELAY,
@@ -263,10 +263,10 @@ def test_engine_upload_retries_are_reported_and_cut_at_the_retry_timeout(
     shipit reports each retry once and ends a push still retrying after --retry-timeout."""
     import io
 
-    from shipit import pusher
-    from shipit.engine import Event, PushProgress, PushStatus
-    from shipit.registries import RegistryOptions, make_destinations
-    from shipit.reporter import OutputMode, Reporter
+    from shipit.model import Event, PushProgress, PushStatus
+    from shipit.output.reporter import OutputMode, Reporter
+    from shipit.services import push as pusher
+    from shipit.services.registries import RegistryOptions, make_destinations
 
     now = [100.0]
     monkeypatch.setattr(pusher.time, "monotonic", lambda: now[0])

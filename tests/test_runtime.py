@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from shipit import runtime
+from shipit.adapters.engine.client import Engine
 from shipit.cli import app
-from shipit.engine import Engine
 from shipit.errors import EngineUnavailableError, UsageError
-from shipit.reporter import OutputMode, Reporter
-from shipit.runtime import (
+from shipit.output.reporter import OutputMode, Reporter
+from shipit.services import runtime
+from shipit.services.runtime import (
     Comparison,
     ImageReport,
     Layer,

@@ -12,7 +12,7 @@ from shipit.reference import (
     validate_name,
     validate_tag,
 )
-from shipit.tags import compute_tags, is_release_tag, version_tags
+from shipit.services.tags import compute_tags, is_release_tag, version_tags
 
 
 def test_version_adds_major_minor_and_major() -> None:

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
-from shipit.builder import ImageSelection
-from shipit.engine import Auth, Engine, Event, ImageInfo, PushProgress
+from shipit.adapters.engine.client import Engine
+from shipit.adapters.oci import Manifest, RegistryClient
 from shipit.errors import AuthError, RegistryError, ShipitError, UsageError
-from shipit.registries import Destination
-from shipit.registry_api import Manifest, RegistryClient
-from shipit.reporter import Reporter
-from shipit.retry import DEFAULT_STALL_SECONDS, RetryPolicy, call_with_retry
-from shipit.tags import is_release_tag
+from shipit.model import Auth, Event, ImageInfo, PushProgress
+from shipit.output.reporter import Reporter
+from shipit.services.build import ImageSelection
+from shipit.services.registries import Destination
+from shipit.services.retry import DEFAULT_STALL_SECONDS, RetryPolicy, call_with_retry
+from shipit.services.tags import is_release_tag
 
 T = TypeVar("T")
 
@@ -102,7 +103,7 @@ def push_image(
     for destination in destinations:
         destination.repository(selection.name)  # every reference is valid before any side effect
     if settings.push_cache:
-        from shipit.builder import CACHE_TAG
+        from shipit.services.build import CACHE_TAG
 
         engine.require_image(f"{selection.name}:{CACHE_TAG}")
 
@@ -313,7 +314,7 @@ def _push_cache_image(
     sink: Callable[[Event], None],
 ) -> Pushed:
     """Push NAME:buildcache (the builder stage) beside the image, for --cache-from rebuilds."""
-    from shipit.builder import CACHE_TAG
+    from shipit.services.build import CACHE_TAG
 
     destination = plan.destination
     repository = destination.repository(selection.name)

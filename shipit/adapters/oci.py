@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipit.classify import classify_registry_message, parse_retry_after_header
+from shipit.adapters.classify import classify_registry_message, parse_retry_after_header
 from shipit.errors import AuthError, RegistryError
 
 if TYPE_CHECKING:
     import requests
 
-    from shipit.engine import Auth
+    from shipit.model import Auth
 
 MANIFEST_TYPES = ", ".join(
     [

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from shipit.adapters.engine.client import Engine
+from shipit.adapters.git import GitInfo, read_git_info
 from shipit.config import FileConfig
-from shipit.engine import Engine
 from shipit.errors import UsageError
-from shipit.gitinfo import GitInfo, read_git_info
+from shipit.output.reporter import Reporter
 from shipit.reference import normalise_name, validate_name
-from shipit.reporter import Reporter
-from shipit.tags import compute_tags
+from shipit.services.tags import compute_tags
 
 SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW(OR)?D|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
 MANAGED_LABEL = "io.shipit.image"
@@ -134,7 +134,7 @@ def select_image(
     env: Mapping[str, str] | None = None,
 ) -> ImageSelection:
     """Name and tags from the one rule set: --tag, latest, sha-<head>, version tags, CI tags."""
-    from shipit import ci
+    from shipit.adapters import ci
 
     name = options.name or config.name or normalise_name(context.name)
     validate_name(name)

@@ -22,18 +22,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipit.builder import CACHE_TAG, MANAGED_LABEL
-from shipit.engine import (
+from shipit.adapters.engine.client import Engine
+from shipit.errors import ExitCode, ShipitError, UsageError
+from shipit.model import (
     ContainerInfo,
     ContainerSpec,
     ContainerSummary,
-    Engine,
     ImageInfo,
     ImageSummary,
     NetworkInfo,
 )
-from shipit.errors import ExitCode, ShipitError, UsageError
-from shipit.reporter import Reporter
+from shipit.output.reporter import Reporter
+from shipit.services.build import CACHE_TAG, MANAGED_LABEL
 
 MANAGED_FLAG = "io.shipit.managed"
 MANAGED_SELECTOR = f"{MANAGED_FLAG}=true"

@@ -6,12 +6,12 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from shipit import dockerconfig
-from shipit.engine import Engine
+from shipit.adapters import dockerconfig
+from shipit.adapters.engine.client import Engine
 from shipit.errors import AuthError
-from shipit.registries import Destination
-from shipit.reporter import Reporter
-from shipit.retry import RetryPolicy, call_with_retry
+from shipit.output.reporter import Reporter
+from shipit.services.registries import Destination
+from shipit.services.retry import RetryPolicy, call_with_retry
 
 
 def login_all(

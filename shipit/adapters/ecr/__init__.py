@@ -1,7 +1,7 @@
 """Everything shipit does with Amazon ECR and STS, through injected boto3 clients.
 
 This module is the only user of boto3 for ECR and STS. boto3 and botocore are imported inside
-the functions that need them, so ``import shipit.ecr`` stays cheap for commands that never talk
+the functions that need them, so ``import shipit.adapters.ecr`` stays cheap for commands that never talk
 to AWS. Every AWS failure leaves this module as a :class:`~shipit.errors.ShipitError` (through
 :func:`_translate`), with a one-line message that never holds a token, password or secret key.
 """
@@ -295,6 +295,13 @@ def make_clients(region: str, profile: str | None) -> tuple[ECRClient, STSClient
     except Exception as exc:
         raise _translate(exc, "create the AWS clients") from exc
     return ecr, sts
+
+
+def make_iam_client(profile: str | None) -> Any:
+    """An IAM client from the standard boto3 chain (doctor reads the caller's policies)."""
+    import boto3
+
+    return boto3.Session(profile_name=profile).client("iam")
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipit.gitinfo import GitInfo
+from shipit.adapters.git import GitInfo
 from shipit.reference import sanitise_tag
 
 

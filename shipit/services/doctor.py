@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shipit import dockerconfig
-from shipit.errors import ShipitError
+from shipit.adapters import dockerconfig
+from shipit.errors import ExitCode, ShipitError
 
 MIN_FREE_BYTES = 5 * 1024**3
 
@@ -86,7 +86,7 @@ def check_aws(
     make_registry: Callable[[], Any], *, required: bool, make_iam: Callable[[], Any] | None = None
 ) -> list[Check]:
     """Identity (STS), region, and ECR push permissions via IAM policy simulation."""
-    from shipit.ecr import IAM_PUSH_ACTIONS
+    from shipit.adapters.ecr import IAM_PUSH_ACTIONS
 
     try:
         registry = make_registry()
@@ -177,3 +177,10 @@ def check_dockerhub(env: Mapping[str, str], *, required: bool) -> Check:
 
 def failed_required(checks: Sequence[Check]) -> list[Check]:
     return [c for c in checks if c.required and c.ok is False]
+
+
+def exit_code_for(check: Check) -> int:
+    """The exit code of a failed check's class: engine, Docker config (usage), else credentials."""
+    return {"engine": ExitCode.ENGINE, "docker config": ExitCode.USAGE}.get(
+        check.name, ExitCode.AUTH
+    )

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from shipit import dockerconfig
-from shipit.engine import Auth
+from shipit.adapters import dockerconfig
 from shipit.errors import AuthError, UsageError
+from shipit.model import Auth
 from shipit.reference import PATH_RE, RegistryTarget, parse_registry_target
 
 if TYPE_CHECKING:
-    from shipit.ecr import EcrRegistry
-    from shipit.reporter import Reporter
+    from shipit.adapters.ecr import EcrRegistry
+    from shipit.output.reporter import Reporter
 
 DOCKER_HUB_HOST = "docker.io"
 _DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
@@ -323,7 +323,7 @@ def scan_gate_failures(counts: Mapping[str, int], threshold: str) -> dict[str, i
 def make_ecr_registry(options: RegistryOptions, env: Mapping[str, str]) -> EcrRegistry:
     """An ECR registry whose clients come from the standard boto3 chain (region, profile,
     endpoint), created on first use: a login the token cache answers never imports boto3."""
-    from shipit import ecr
+    from shipit.adapters import ecr
 
     region = ecr.resolve_region(options.region, options.profile, env)
     cache = ecr.TokenCache(ecr.default_token_cache_path(env))

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from shipit.engine import BuildOutput, BuildStep, Event, PushProgress, PushStatus
 from shipit.errors import ShipitError
+from shipit.model import BuildOutput, BuildStep, Event, PushProgress, PushStatus
 
 
 @dataclass(frozen=True)

@@ -1,68 +1,26 @@
-"""The runtime commands (`smoke`, `run`, `inspect`, `prune`) on the shared Typer app.
-
-Thin like the rest of the CLI: parse options, resolve the image, build the engine, call one
-function in shipit.runtime, print its result.
-"""
+"""The runtime commands: `smoke`, `run`, `inspect`, `prune`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from shipit.cli import (
+from shipit.cli.app import app
+from shipit.cli.common import connect_engine, make_reporter, run_body, select_reference
+from shipit.cli.options import (
+    EnvOpt,
     JsonOpt,
     LatestOpt,
     NameOpt,
+    PathOpt,
+    PortOpt,
     QuietOpt,
     TagOpt,
     VerboseOpt,
     VersionOpt,
-    _env,
-    _reporter,
-    _run,
-    app,
 )
-
-PathOpt = Annotated[
-    str, typer.Option("--path", help="HTTP path that must answer 200 (the health endpoint).")
-]
-PortOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--port",
-        min=1,
-        max=65535,
-        help="Container port serving HTTP (default: the image's single EXPOSE).",
-    ),
-]
-EnvOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--env", "-e", help="KEY=VALUE environment variable for the container (repeatable)."
-    ),
-]
-
-
-def _select(
-    name: str | None, tag: list[str] | None, version: str | None, latest: bool | None
-) -> tuple[str, str]:
-    """The image `push` would push, as (name, NAME:FIRST-TAG)."""
-    from shipit.builder import ImageOptions, resolve_context, select_image
-    from shipit.config import load_config
-
-    cwd = Path.cwd()
-    config = load_config(cwd)
-    options = ImageOptions(name=name, tags=tag or (), version=version, latest=latest)
-    selection = select_image(options, config, resolve_context(None, config, cwd), env=_env())
-    return selection.name, selection.references[0]
-
-
-def _engine() -> Any:
-    from shipit.engine import Engine
-
-    return Engine.connect(_env())
+from shipit.errors import ShipitError
 
 
 @app.command()
@@ -86,16 +44,16 @@ def smoke(
 
     Exit 7 when it does not become healthy in time (its last log lines are printed).
     """
-    reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
+    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
-        from shipit.builder import parse_pairs
-        from shipit.runtime import smoke_test
+        from shipit.services.build import parse_pairs
+        from shipit.services.runtime import smoke_test
 
         environment = parse_pairs(env or (), "--env")
-        _, reference = _select(name, tag, version, latest)
+        _, reference = select_reference(name, tag, version, latest)
         result = smoke_test(
-            _engine(),
+            connect_engine(),
             reporter,
             reference,
             path=path,
@@ -110,7 +68,7 @@ def smoke(
                 f"healthy {result.image} in {result.seconds_to_healthy:.1f}s ({result.url})"
             )
 
-    _run(reporter, body)
+    run_body(reporter, body)
 
 
 @app.command("run")
@@ -157,19 +115,18 @@ def run_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Start the image on a named network with its port published on 127.0.0.1 (`docker run -d -p`)."""
-    reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
+    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
-        from shipit.builder import parse_pairs
-        from shipit.errors import ShipitError
-        from shipit.runtime import RunOptions, follow_container, start_container
+        from shipit.services.build import parse_pairs
+        from shipit.services.runtime import RunOptions, follow_container, start_container
 
         environment = parse_pairs(env or (), "--env")
-        image_name, reference = _select(name, tag, version, latest)
+        image_name, reference = select_reference(name, tag, version, latest)
         if container_name is not None:
             validate_docker_name(container_name, "--container-name")
         net = validate_docker_name(network or f"{image_name.rsplit('/', 1)[-1]}-net", "--network")
-        engine = _engine()
+        engine = connect_engine()
         result = start_container(
             engine,
             reporter,
@@ -193,7 +150,7 @@ def run_command(
         if code:
             raise ShipitError(f"container {result.container_name} exited with code {code}")
 
-    _run(reporter, body)
+    run_body(reporter, body)
 
 
 def validate_docker_name(value: str, option: str) -> str:
@@ -227,13 +184,13 @@ def inspect_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Show an image's size, layers (and the instruction behind each), user, ports, healthcheck, labels."""
-    reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
+    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
-        from shipit.runtime import Comparison, inspect_image, show_reports
+        from shipit.services.runtime import Comparison, inspect_image, show_reports
 
-        reference = image or _select(None, None, None, None)[1]
-        engine = _engine()
+        reference = image or select_reference(None, None, None, None)[1]
+        engine = connect_engine()
         report = inspect_image(engine, reference)
         if compare is None:
             if json:
@@ -247,7 +204,7 @@ def inspect_command(
         else:
             show_reports(reporter, [report, comparison.other], comparison)
 
-    _run(reporter, body)
+    run_body(reporter, body)
 
 
 @app.command()
@@ -273,13 +230,13 @@ def prune(
     """Remove only what shipit made: its stopped containers, unused networks, old builds' tags
     beyond --keep, and their dangling images. Prints the plan; acts only with --yes.
     """
-    reporter = _reporter(json=json, verbose=verbose, quiet=quiet)
+    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
-        from shipit.runtime import apply_prune, describe_plan, plan_prune
+        from shipit.services.runtime import apply_prune, describe_plan, plan_prune
 
-        image_name = _select(name, None, None, None)[0]
-        engine = _engine()
+        image_name = select_reference(name, None, None, None)[0]
+        engine = connect_engine()
         plan = plan_prune(engine, name=image_name, keep=keep, include_running=all_)
         for line in describe_plan(plan):
             reporter.emit(line)
@@ -308,4 +265,4 @@ def prune(
                 }
             )
 
-    _run(reporter, body)
+    run_body(reporter, body)

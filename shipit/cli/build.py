@@ -1,0 +1,89 @@
+"""`shipit build`: build the image and tag it by the tag rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shipit.cli.app import app
+from shipit.cli.common import build_options, make_reporter, read_env, run_body, write_ci_outputs
+from shipit.cli.options import (
+    BuildArgOpt,
+    CacheFromOpt,
+    ContextArg,
+    FileOpt,
+    JsonOpt,
+    LabelOpt,
+    LatestOpt,
+    NameOpt,
+    NetworkOpt,
+    NoCacheOpt,
+    PlatformOpt,
+    PullOpt,
+    QuietOpt,
+    TagOpt,
+    TargetOpt,
+    VerboseOpt,
+    VersionOpt,
+)
+
+
+@app.command()
+def build(
+    context: ContextArg = None,
+    file: FileOpt = None,
+    name: NameOpt = None,
+    tag: TagOpt = None,
+    version: VersionOpt = None,
+    latest: LatestOpt = None,
+    build_arg: BuildArgOpt = None,
+    target: TargetOpt = None,
+    platform: PlatformOpt = None,
+    pull: PullOpt = False,
+    no_cache: NoCacheOpt = False,
+    label: LabelOpt = None,
+    network: NetworkOpt = None,
+    cache_from: CacheFromOpt = None,
+    json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Build the image and tag it by the tag rules (latest, sha-<head>, version tags, --tag)."""
+    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
+
+    def body() -> None:
+        from shipit.adapters.engine.client import Engine
+        from shipit.config import load_config
+        from shipit.services.build import build_image, resolve_build_settings
+
+        env = read_env()
+        cwd = Path.cwd()
+        options = build_options(
+            context=context,
+            file=file,
+            name=name,
+            tag=tag,
+            version=version,
+            latest=latest,
+            build_arg=build_arg,
+            label=label,
+            target=target,
+            platform=platform,
+            pull=pull,
+            no_cache=no_cache,
+            network=network,
+            cache_from=cache_from,
+        )
+        settings = resolve_build_settings(options, load_config(cwd), cwd, env)
+        engine = Engine.connect(env)
+        result = build_image(settings, engine, reporter)
+        write_ci_outputs(env, result.name, [f"{result.name}:{t}" for t in result.tags], [])
+        if json:
+            reporter.emit_json(result.as_json())
+        else:
+            reporter.success(
+                f"built {result.name} {result.image_id[:19]} ({result.size_bytes / 1e6:.1f} MB)"
+            )
+            for built_tag in result.tags:
+                reporter.emit(f"{result.name}:{built_tag}")
+
+    run_body(reporter, body)

@@ -1,0 +1,1 @@
+"""All printing: the reporter (human lines, progress, JSON) and tables."""

@@ -1,0 +1,1 @@
+"""Workflows over injected clients: build, push, login, release, smoke, run, inspect, prune, doctor."""
