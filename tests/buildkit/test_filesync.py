@@ -533,3 +533,19 @@ def test_missing_context_or_dockerfile_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     with pytest.raises(UsageError, match="not a directory"):
         sync_context(tmp_path / "f", tmp_path / "f")
+
+
+def test_unreadable_path_in_followpaths_fails_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tree(tmp_path / "ctx", {"conf/x": ""})
+    real_lstat = os.lstat
+
+    def deny(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path).endswith("conf"):
+            raise PermissionError(13, "Permission denied")
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", deny)
+    result = context(root, follow_paths=("conf/x",))
+    assert result.error == f"cannot read '{root / 'conf'}' in the build context: Permission denied"

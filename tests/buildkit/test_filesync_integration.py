@@ -50,7 +50,7 @@ class Synced:
         return next(
             t
             for t in reversed(self.provider.transfers)
-            if t.dir_name == CONTEXT_DIR and not t.request.follow_paths
+            if t.dir_name == CONTEXT_DIR and t.request.follow_paths != (".dockerignore",)
         )
 
 

@@ -129,6 +129,11 @@ class ContextDir(DirSource):
             return Node(os.path.basename(relpath), path, os.lstat(path))
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read '{self.shown(relpath)}' in the build context: {exc.strerror or exc}",
+                hint="fix its permissions or add it to .dockerignore",
+            ) from None
 
     def decide(self, relpath: str, is_dir: bool, parent: Any) -> Decision:
         matcher = self.matcher
