@@ -36,6 +36,7 @@ from shipit.errors import ExitCode, UsageError
 pytestmark = pytest.mark.integration
 
 DOCKERFILE = "FROM scratch\nCOPY . /ctx/\n"
+DIR_755 = ("dir", 0o755, "")
 
 
 @dataclass
@@ -55,9 +56,14 @@ class Synced:
 
 
 def synced_build(
-    api: Any, root: Path, tag: str, key: str, packet_log: PacketLog | None = None
+    api: Any,
+    root: Path,
+    tag: str,
+    key: str,
+    packet_log: PacketLog | None = None,
+    dockerfile: Path | None = None,
 ) -> Synced:
-    synced = sync_context(root, root / "Dockerfile", packet_log=packet_log)
+    synced = sync_context(root, dockerfile or root / "Dockerfile", packet_log=packet_log)
     image_id = error = None
     with Session(api, [synced.provider], name=root.name, shared_key=key) as session:
         request = BuildRequest(
@@ -74,10 +80,10 @@ def synced_build(
     return Synced(image_id, error, synced.provider)
 
 
-def tar_body_build(api: Any, root: Path, tag: str) -> str:
+def tar_body_build(api: Any, root: Path, tag: str, dockerfile: Path | None = None) -> str:
     """BuildKit with shipit's context tar as the request body (rewritten in GNU format: the
     engine takes a PAX archive for a Dockerfile): the reference image."""
-    with create_context_archive(root, root / "Dockerfile") as archive:
+    with create_context_archive(root, dockerfile or root / "Dockerfile") as archive:
         body = io.BytesIO()
         with (
             tarfile.open(fileobj=archive.fileobj) as pax,
@@ -95,9 +101,9 @@ def tar_body_build(api: Any, root: Path, tag: str) -> str:
     return str(image_id)
 
 
-def legacy_build(api: Any, root: Path, tag: str) -> str:
+def legacy_build(api: Any, root: Path, tag: str, dockerfile: Path | None = None) -> str:
     """The legacy builder with shipit's context tar."""
-    with create_context_archive(root, root / "Dockerfile") as archive:
+    with create_context_archive(root, dockerfile or root / "Dockerfile") as archive:
         image_id = None
         for chunk in api.build(
             fileobj=archive.fileobj,
@@ -220,6 +226,81 @@ def test_synced_image_equals_the_tar_built_image(
     assert got["ctx/empty"] == ("dir", 0o700, "")
     assert "ctx/debug.log" not in got and "ctx/fifo" not in got
     assert synced.main.skipped == ["fifo"]
+
+
+# name -> (files, .dockerignore, Dockerfile path relative to the context's parent)
+RULE_CASES: dict[str, tuple[dict[str, str], str, str]] = {
+    "exception-inside-excluded-dir": (
+        {"docs/README.md": "r", "docs/other.md": "o", "app.py": "a"},
+        "docs\n!docs/README.md\n",
+        "ctx/Dockerfile",
+    ),
+    "dockerfile-and-dockerignore-excluded": (
+        {"app.py": "a", "notes.txt": "n"},
+        "Dockerfile\n.dockerignore\n*.txt\n",
+        "ctx/Dockerfile",
+    ),
+    "double-star-and-exceptions": (
+        {"a/b/c.pyc": "x", "a/keep/d.pyc": "k", "a/b/e.py": "e", "tmp/x": "t"},
+        "**/*.pyc\n!a/keep/*.pyc\n/tmp\n",
+        "ctx/Dockerfile",
+    ),
+    "dockerfile-in-an-excluded-subdir": (
+        {"app.py": "a", "build/extra": "x"},
+        "build\n",
+        "ctx/build/Dockerfile",
+    ),
+    "dockerfile-outside-the-context": (
+        {"app.py": "a"},
+        "*.log\n",
+        "elsewhere/Dockerfile",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RULE_CASES))
+def test_dockerignore_rules_give_the_images_docker_gives(
+    docker_api: Any, tmp_path: Path, tag: Callable[[str], str], case: str
+) -> None:
+    """The synced image against the legacy builder's from shipit's tar (both drop an excluded
+    Dockerfile or .dockerignore), and against BuildKit fed the same tar, which applies no
+    .dockerignore and so keeps what the tar was forced to hold."""
+    files, ignore, dockerfile_at = RULE_CASES[case]
+    root = tmp_path / "ctx"
+    for name, text in {**files, ".dockerignore": ignore}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    dockerfile = tmp_path / dockerfile_at
+    dockerfile.parent.mkdir(parents=True, exist_ok=True)
+    dockerfile.write_text(DOCKERFILE)
+    synced = synced_build(docker_api, root, tag("s"), uuid.uuid4().hex, dockerfile=dockerfile)
+    assert synced.error is None and synced.image_id
+    got = image_files(docker_api, synced.image_id, tmp_path)
+    legacy = image_files(docker_api, legacy_build(docker_api, root, tag("l"), dockerfile), tmp_path)
+    body = image_files(docker_api, tar_body_build(docker_api, root, tag("t"), dockerfile), tmp_path)
+    if case == "dockerfile-outside-the-context":
+        # the CLI's tar carries the Dockerfile as .dockerfile.<hex>, listed in .dockerignore
+        assert {k: v for k, v in legacy.items() if got.get(k) != v} == {
+            "ctx/.dockerignore": ("file", 0o644, legacy["ctx/.dockerignore"][2])
+        }
+        extra = sorted(k for k in body if k not in got)
+        assert len(extra) == 1 and extra[0].startswith("ctx/.dockerfile.")
+    elif case == "dockerfile-in-an-excluded-subdir":
+        # the legacy daemon deletes the excluded Dockerfile but leaves its folder behind
+        assert {k: v for k, v in legacy.items() if got.get(k) != v} == {"ctx/build": DIR_755}
+        assert {k: v for k, v in body.items() if got.get(k) != v} == {
+            "ctx/build": DIR_755,
+            "ctx/build/Dockerfile": body["ctx/build/Dockerfile"],
+        }
+    else:
+        assert got == legacy
+        forced = {"ctx/Dockerfile", "ctx/.dockerignore"}
+        if case == "dockerfile-and-dockerignore-excluded":
+            # excluded, so not in docker's image; the tar body keeps them (nothing drops them)
+            assert not forced & set(got) and forced <= set(body)
+        assert {k: v for k, v in body.items() if k not in forced} == {
+            k: v for k, v in got.items() if k not in forced
+        }
 
 
 def test_rebuild_transfers_only_the_changed_file(
