@@ -21,7 +21,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_shipit
-from tests.support.dockerhub import DockerHub, dockerhub_environment_ready, running_dockerhub
+from tests.support.dockerhub import (
+    DockerHub,
+    dockerhub_environment_ready,
+    engine_trust_problem,
+    running_dockerhub,
+)
 from tests.support.registry import MANIFEST_ACCEPT
 from tests.support.tokenserver import Account
 
@@ -51,12 +56,16 @@ class Project:
 
 
 @pytest.fixture
-def hub(tmp_path: Path) -> Iterator[DockerHub]:
+def hub(tmp_path: Path, docker_api: Any) -> Iterator[DockerHub]:
     reason = dockerhub_environment_ready()
     if reason:
         pytest.skip(f"Docker Hub stand-in unavailable: {reason}")
     accounts = [Account(USER, TOKEN, namespaces=(ORG,)), Account(OUTSIDER, OUTSIDER_TOKEN)]
     with running_dockerhub(tmp_path / "hub", accounts) as running:
+        problem = engine_trust_problem(docker_api, running, USER, tmp_path)
+        if problem:
+            pytest.skip(problem)  # a failure in CI (SHIPIT_REQUIRE_DOCKER=1)
+        running.tokens.requests.clear()  # the probe's token request is not the test's
         yield running
 
 

@@ -237,6 +237,35 @@ class DockerHub:
         )
 
 
+def engine_trust_problem(
+    docker_api: Any, hub: DockerHub, username: str, tmp_dir: Path
+) -> str | None:
+    """None when the Docker engine can log in to the stand-in (it trusts the certificate),
+    else why not. The engine verifies Docker Hub with the system roots only, which Go loads
+    once per process: an engine that verified any TLS peer before .ci/dockerhub-setup put its
+    certificate in /etc/ssl/certs keeps refusing it until it restarts."""
+    import docker.errors
+
+    account = hub.tokens.accounts[username]
+    try:
+        docker_api.login(
+            username=account.username,
+            password=account.token,
+            registry="https://index.docker.io/v1/",
+            reauth=True,
+            dockercfg_path=str(tmp_dir / "probe-config.json"),
+        )
+    except docker.errors.APIError as exc:
+        text = str(getattr(exc, "explanation", None) or exc)
+        if "x509" in text or "certificate" in text:
+            return (
+                f"the Docker engine does not trust the stand-in's certificate ({text}); it "
+                f"loaded its system roots before {SYSTEM_TRUST_FILE} existed: restart dockerd"
+            )
+        return f"the engine could not log in to the stand-in: {text}"
+    return None
+
+
 def _wait_ready(registry: Registry, ca_bundle: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer"
