@@ -115,9 +115,10 @@ def multi_project(
     # TARGETARCH is BuildKit's automatic platform argument (declaring it would blank it here).
     (context / "Dockerfile").write_text(
         f"FROM {base}:${{TARGETARCH}}\n"
-        "RUN busybox uname -m > /arch\n"
+        "RUN busybox uname -m > /arch && mkdir -p /www && busybox uname -m > /www/health\n"
         "COPY marker.txt /marker.txt\n"
-        'CMD ["busybox", "uname", "-m"]\n'
+        "EXPOSE 8080\n"
+        'CMD ["busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]\n'
     )
     (context / "marker.txt").write_text("one\n")
     project = MultiProject(context, f"mp-{unique}", base, engine_cleanup, [])
@@ -228,7 +229,7 @@ def test_build_for_a_platform_without_emulator_fails_before_building(
 def test_two_platform_push_publishes_one_index_checked_by_skopeo_and_docker(
     multi_project: MultiProject, registry: Registry
 ) -> None:
-    multi_project.build_both(RELEASE_TAGS["1.0.0"])
+    ids = multi_project.build_both(RELEASE_TAGS["1.0.0"])
     payload = _push(multi_project, registry, "--version", "1.0.0", "--platform", PLATFORMS)
     repo = f"{registry.address}/{multi_project.name}"
     pushed = payload["pushed"]
@@ -263,8 +264,18 @@ def test_two_platform_push_publishes_one_index_checked_by_skopeo_and_docker(
     # The docker CLI pulls the index and runs its arm64 entry under emulation.
     multi_project.cleanup.images.append(f"{repo}:1.0.0")
     multi_project.cleanup.run("image", "rm", f"{repo}:1.0.0", check=False)
-    ran = multi_project.cleanup.run("run", "--rm", "--platform", "linux/arm64", f"{repo}:1.0.0")
+    ran = multi_project.cleanup.run(
+        "run", "--rm", "--platform", "linux/arm64", f"{repo}:1.0.0", "busybox", "uname", "-m"
+    )
     assert ran.stdout.strip() == "aarch64"
+
+    # shipit inspect --remote lists the tag's platforms with their image ids.
+    shown = run_shipit("inspect", f"{repo}:1.0.0", "--remote", "--json", cwd=multi_project.path)
+    assert shown.returncode == 0, shown.stderr
+    remote = json.loads(shown.stdout)
+    assert remote["index"] is True and remote["digest"] == digest
+    assert {p["platform"]: p["image_id"] for p in remote["platforms"]} == ids
+    assert {p["platform"]: p["digest"] for p in remote["platforms"]} == entries
 
     # Pushing again changes nothing: every index is reported up to date.
     again = _push(multi_project, registry, "--version", "1.0.0", "--platform", PLATFORMS)
@@ -292,6 +303,21 @@ def test_release_tag_index_is_protected_unless_allow_overwrite(
     new = forced["pushed"][0]["digest"]
     assert new != old
     assert registry.manifest_digest(multi_project.name, "2.0.0") == new
+
+
+def test_smoke_platform_runs_the_arm64_image_under_emulation(multi_project: MultiProject) -> None:
+    multi_project.build_both(["latest"])
+    result = run_shipit(
+        "smoke", "--name", multi_project.name, "--platform", "linux/arm64", "--path", "/health",
+        "--json", cwd=multi_project.path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["image"] == f"{multi_project.name}:latest-linux-arm64"
+    wrong = run_shipit(
+        "smoke", "--name", multi_project.name, "--platform", "linux/s390x", cwd=multi_project.path
+    )
+    assert wrong.returncode == 5, wrong.stderr
+    assert "qemu-user-static" in wrong.stderr
 
 
 # ---------------------------------------------------------------- the CI matrix flow

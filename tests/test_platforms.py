@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shipit.errors import BuildError, ExitCode, RegistryError, UsageError
-from shipit.image_index import (
+from shipit.adapters.image_index import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     OCI_INDEX,
@@ -18,6 +17,7 @@ from shipit.image_index import (
     index_entries,
     publish_index,
 )
+from shipit.errors import BuildError, ExitCode, RegistryError, UsageError
 from shipit.platforms import (
     Emulation,
     Platform,

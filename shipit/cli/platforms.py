@@ -141,3 +141,48 @@ def report_push(
         return
     for p in pushed:
         reporter.emit(f"{p.reference}@{p.digest}" if p.digest else p.reference)
+
+
+RemoteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--remote",
+        help="Read IMAGE (HOST/REPOSITORY:TAG) from its registry: its digest and the platforms "
+        "it holds.",
+    ),
+]
+SmokePlatformOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--platform",
+        help="Run this platform's image of a multi-platform build (e.g. linux/arm64; other "
+        "architectures run under QEMU).",
+    ),
+]
+
+
+def smoke_reference(engine: Engine, reference: str, platform: str | None) -> str:
+    """The local image `smoke --platform` runs: NAME:TAG-<platform>, or NAME:TAG of it."""
+    from shipit.services.multiplatform import platform_reference, require_buildable
+
+    platforms = multi_platforms(platform)
+    if not platforms:
+        return reference
+    if len(platforms) > 1:
+        raise UsageError("smoke --platform takes one platform (e.g. linux/arm64)")
+    require_buildable(platforms, engine)  # running needs the same emulator as building
+    return platform_reference(engine, reference, platforms[0])
+
+
+def show_remote(reference: str, reporter: Reporter, env: dict[str, str]) -> None:
+    """`shipit inspect --remote`: the tag's digest and each platform it serves."""
+    from shipit.services.multiplatform import inspect_remote
+
+    remote = inspect_remote(reference, env)
+    if reporter.mode.json:
+        reporter.emit_json(remote.as_json())
+        return
+    kind = "image index" if remote.as_json()["index"] else "single-platform image"
+    reporter.emit(f"{remote.reference}@{remote.digest} ({kind}, {remote.media_type})")
+    for entry in remote.platforms:
+        reporter.emit(f"  {entry.platform!s:<16} {entry.digest}  image {entry.config_digest[:19]}")

@@ -9,15 +9,15 @@ platform-suffixed tags (`NAME:1.2.3-linux-arm64`), locally and in the registry; 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
 
 from shipit.adapters.engine.client import Engine
+from shipit.adapters.image_index import INDEX_TYPES, Entry, IndexReader, build_index, publish_index
 from shipit.adapters.oci import RegistryClient
 from shipit.errors import BuildError, RegistryError, ShipitError, UsageError
-from shipit.image_index import IndexReader, build_index, publish_index
 from shipit.model import ImageInfo
 from shipit.output.reporter import Reporter
 from shipit.platforms import (
@@ -173,17 +173,21 @@ def local_platform_image(
 ) -> ImageInfo:
     """The local image of one platform: NAME:TAG-<platform> for every tag.
 
-    With `adopt` (one platform pushed by itself, the CI-matrix case) a single-platform build's
-    plain NAME:TAG is used when its architecture matches, and given the suffixed tags.
+    With `adopt` (one platform pushed by itself, the CI-matrix case) the plain NAME:TAG that a
+    single-platform `shipit build --platform X` made is used when it is an image of that
+    platform (it is the newest build of it), and given the suffixed tags.
     """
     suffixed = platform_selection(selection, platform)
-    wanted = engine.image(suffixed.references[0])
-    if wanted is None and adopt:
-        wanted = engine.image(selection.references[0])
-        if wanted is not None:
-            _require_platform(wanted, platform, selection.references[0])
+    wanted = None
+    if adopt:
+        plain = engine.image(selection.references[0])
+        if plain is not None and _is_platform(plain, platform):
+            wanted = plain
             for tag in suffixed.tags:
-                engine.tag(wanted.id, selection.name, tag)
+                engine.tag(plain.id, selection.name, tag)
+        elif plain is not None and engine.image(suffixed.references[0]) is None:
+            _require_platform(plain, platform, selection.references[0])
+    wanted = wanted or engine.image(suffixed.references[0])
     if wanted is None:
         raise UsageError(
             f"image '{suffixed.references[0]}' does not exist locally: "
@@ -198,6 +202,11 @@ def local_platform_image(
             )
     _require_platform(wanted, platform, suffixed.references[0])
     return wanted
+
+
+def _is_platform(info: ImageInfo, platform: Platform) -> bool:
+    declared = image_platform(info.raw)
+    return platform.matches(declared.os, declared.architecture, declared.variant)
 
 
 def _require_platform(info: ImageInfo, platform: Platform, reference: str) -> None:
@@ -491,3 +500,80 @@ def run_concurrently(jobs: list[Callable[[], T]]) -> list[T]:
         if error is not None:
             raise error
     return [r for r in results if r is not None]
+
+
+# ---------------------------------------------------------------- smoke and inspect
+
+
+def platform_reference(engine: Engine, reference: str, platform: Platform) -> str:
+    """The local image of `platform` for NAME:TAG: NAME:TAG-<platform> after a multi-platform
+    build, else NAME:TAG itself when it is an image of that platform."""
+    name, _, tag = reference.rpartition(":")
+    suffixed = f"{name}:{platform_tag(tag, platform)}"
+    if engine.image(suffixed) is not None:
+        return suffixed
+    plain = engine.image(reference)
+    if plain is None:
+        raise UsageError(
+            f"neither {suffixed} nor {reference} exists locally: "
+            f"run 'shipit build --platform {platform}' first"
+        )
+    _require_platform(plain, platform, reference)
+    return reference
+
+
+@dataclass(frozen=True)
+class RemoteImage:
+    """What a registry serves for one tag: its digest, kind and the platforms it holds."""
+
+    reference: str
+    digest: str
+    media_type: str
+    platforms: list[Entry]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "media_type": self.media_type,
+            "index": self.media_type in INDEX_TYPES,
+            "platforms": [e.as_json() for e in self.platforms],
+        }
+
+
+def inspect_remote(reference: str, env: Mapping[str, str], *, timeout: float = 30.0) -> RemoteImage:
+    """Read HOST/REPO:TAG from its registry (credentials as `push` finds them for that host:
+    SHIPIT_REGISTRY_USERNAME/PASSWORD, else the Docker config)."""
+    from shipit.reference import looks_like_host
+    from shipit.services.registries import resolve_credentials
+
+    repository, tag = _split_reference(reference)
+    host, _, path = repository.partition("/")
+    if not path or not looks_like_host(host):
+        raise UsageError(
+            f"'{reference}' names no registry: give HOST/REPOSITORY:TAG, e.g. localhost:5000/app:1.2.3"
+        )
+    auth = resolve_credentials(
+        host,
+        username=None,
+        password=None,
+        env_user=env.get("SHIPIT_REGISTRY_USERNAME"),
+        env_secret=env.get("SHIPIT_REGISTRY_PASSWORD"),
+        env_names=("SHIPIT_REGISTRY_USERNAME", "SHIPIT_REGISTRY_PASSWORD"),
+        env=env,
+    )
+    reader = IndexReader(RegistryClient(host, auth, timeout=timeout), path)
+    manifest = reader.manifest(tag)
+    if manifest is None:
+        raise RegistryError(f"{reference} does not exist in the registry", kind="not_found")
+    return RemoteImage(reference, manifest.digest, manifest.media_type, reader.platforms(tag))
+
+
+def _split_reference(reference: str) -> tuple[str, str]:
+    if "@" in reference:
+        repository, _, digest = reference.partition("@")
+        return repository, digest
+    repository, sep, tag = reference.rpartition(":")
+    if not sep or "/" in tag:
+        return reference, "latest"
+    return repository, tag
