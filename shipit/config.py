@@ -10,7 +10,8 @@ from typing import Any
 
 from shipit.errors import ConfigError
 
-_STR_KEYS = {"name", "context", "dockerfile", "target", "platform", "version"}
+_STR_KEYS = {"name", "context", "dockerfile", "target", "platform", "version", "builder"}
+_BUILDERS = ("buildkit", "legacy")
 _TABLE_KEYS = {"build_args", "labels", "registry"}
 _LIST_KEYS = {"cache_from", "tags"}
 _BOOL_KEYS = {"latest"}
@@ -44,6 +45,8 @@ class FileConfig:
     build_args: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     registry: Mapping[str, Any] = field(default_factory=dict)
+    # "buildkit" or "legacy"; None lets shipit pick BuildKit wherever the engine has it.
+    builder: str | None = None
 
 
 def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -107,6 +110,8 @@ def parse_config(path: Path, table: Any) -> FileConfig:
         if key in _STR_KEYS:
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{where}: '{raw_key}' must be a non-empty string")
+            if key == "builder" and value not in _BUILDERS:
+                raise ConfigError(f'{where}: builder must be "buildkit" or "legacy", not {value!r}')
             values[key] = (base / value) if key in {"context", "dockerfile"} else value
         elif key in _BOOL_KEYS:
             if not isinstance(value, bool):

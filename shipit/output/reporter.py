@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from shipit.adapters.engine.buildkit.trace import strip_ansi
 from shipit.errors import ShipitError
 from shipit.model import BuildOutput, BuildStep, Event, PushProgress, PushStatus
 
@@ -186,10 +187,11 @@ class PlainView(ProgressView):
     def __call__(self, event: Event) -> None:
         r = self.reporter
         if isinstance(event, BuildStep):
-            r.info(event.text)
+            r.info(strip_ansi(event.text))
         elif isinstance(event, BuildOutput):
             if r.mode.verbose or r.mode.ci:
-                r.info(f"  {event.text}")
+                # Build output carries terminal escapes (colours, titles): not in a log.
+                r.info(f"  {strip_ansi(event.text)}")
         elif isinstance(event, PushProgress):
             if any(event.status.startswith(m) for m in self._LAYER_MILESTONES):
                 r.info(f"  {event.layer}: {event.status}")
@@ -245,11 +247,14 @@ class LiveView(ProgressView):
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, BuildStep):
-            self.step = event.text
+            from rich.text import Text
+
+            # A step's text is the user's Dockerfile line: shown as Text, never read as markup.
+            self.step = strip_ansi(event.text)
             self.lines.clear()
-            self.reporter.console().print(f"[dim]{event.text}[/dim]", markup=True, highlight=False)
+            self.reporter.console().print(Text(self.step, style="dim"), highlight=False)
         elif isinstance(event, BuildOutput):
-            self.lines.append(event.text)
+            self.lines.append(strip_ansi(event.text))
         elif isinstance(event, PushProgress):
             self.layers[event.layer] = (event.status, event.current, event.total)
         elif isinstance(event, PushStatus):
