@@ -30,7 +30,7 @@ from tests.support.dockerhub import (
 from tests.support.registry import MANIFEST_ACCEPT
 from tests.support.tokenserver import Account
 
-pytestmark = pytest.mark.integration
+integration = pytest.mark.integration
 
 USER = "shipitci"
 TOKEN = "dckr_pat_" + "Sh1pitC1-token-for-tests"  # an access token, as Docker Hub issues them
@@ -113,6 +113,7 @@ def _assert_complete(hub: DockerHub, repo: str, tag: str, digest: str) -> None:
         assert response.status_code == 200, (tag, blob["digest"], response.status_code)
 
 
+@integration
 def test_login_and_push_land_every_tag_with_bearer_scopes(
     hub: DockerHub, project: Project, tmp_path: Path
 ) -> None:
@@ -156,6 +157,7 @@ def test_login_and_push_land_every_tag_with_bearer_scopes(
     assert {p["digest"] for p in statuses.values()} == {digest}
 
 
+@integration
 def test_release_tag_guard_refuses_a_different_image(
     hub: DockerHub, project: Project, tmp_path: Path
 ) -> None:
@@ -177,6 +179,7 @@ def test_release_tag_guard_refuses_a_different_image(
         _assert_complete(hub, repo, tag, released)
 
 
+@integration
 def test_wrong_token_exits_3_without_leaking(
     hub: DockerHub, project: Project, tmp_path: Path
 ) -> None:
@@ -193,6 +196,7 @@ def test_wrong_token_exits_3_without_leaking(
     assert hub.tags(f"{ORG}/{project.name}", USER) == []
 
 
+@integration
 def test_push_to_a_namespace_without_access_exits_3(
     hub: DockerHub, project: Project, tmp_path: Path
 ) -> None:
@@ -206,6 +210,7 @@ def test_push_to_a_namespace_without_access_exits_3(
     assert all(not r.granted for r in hub.tokens.requests if r.account == OUTSIDER)
 
 
+@integration
 @pytest.mark.parametrize(
     ("where", "scope"),
     [
@@ -239,6 +244,7 @@ def test_docker_hub_rate_limit_is_reported_with_its_hint(
     assert hub.tags(f"{ORG}/{project.name}", USER) == []
 
 
+@integration
 def test_stand_in_answers_like_docker_hub(hub: DockerHub) -> None:
     """The pieces the flow relies on: the challenge names auth.docker.io, tokens carry only the
     granted scope, wrong credentials get 401, and POST (OAuth2) works as the engine uses it."""
@@ -283,3 +289,79 @@ def test_stand_in_answers_like_docker_hub(hub: DockerHub) -> None:
         )
         assert upload.status_code == 401
         assert "insufficient_scope" in upload.headers.get("WWW-Authenticate", "")
+
+
+# -- the token server itself (no engine, no TLS, no root) ---------------------------------
+
+
+def _jwt_parts(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    import base64
+
+    def decode(part: str) -> bytes:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+    header, claims, signature = token.split(".")
+    signing_input = f"{header}.{claims}".encode()
+    return json.loads(decode(header)), json.loads(decode(claims)), signing_input, decode(signature)
+
+
+def test_token_server_signs_what_distribution_verifies() -> None:
+    """ES256 over header.claims, kid = libtrust fingerprint of the rootcertbundle's key, the
+    service as audience, and only the granted actions in `access`."""
+    import requests
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from tests.support.ports import LOOPBACK, free_port
+    from tests.support.tokenserver import libtrust_key_id, running_token_server
+
+    accounts = [Account(USER, TOKEN, namespaces=(ORG,))]
+    with running_token_server(host=LOOPBACK, port=free_port(), accounts=accounts) as server:
+        url = f"http://{server.address}/token"
+        scopes = {"service": "registry.docker.io", "scope": [f"repository:{ORG}/app:pull,push"]}
+        scopes["scope"].append("repository:someone-else/app:pull")
+        answer = requests.get(url, params=scopes, auth=(USER, TOKEN), timeout=10)
+        anonymous = requests.get(url, params=scopes, timeout=10)
+        refused = requests.get(url, params=scopes, auth=(USER, "wrong"), timeout=10)
+        server.rate_limit(r":pull$", times=1)
+        limited = requests.get(url, params={"scope": f"repository:{ORG}/x:pull"}, timeout=10)
+        after = requests.get(url, params={"scope": f"repository:{ORG}/x:pull"}, timeout=10)
+    assert answer.status_code == 200
+    header, claims, signing_input, signature = _jwt_parts(answer.json()["token"])
+    cert = x509.load_pem_x509_certificate(server.cert_pem)
+    public_key = cert.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    assert header == {"typ": "JWT", "alg": "ES256", "kid": libtrust_key_id(public_key)}
+    assert len(header["kid"].split(":")) == 12
+    der = encode_dss_signature(
+        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    )
+    public_key.verify(der, signing_input, ec.ECDSA(hashes.SHA256()))  # raises when wrong
+    assert (claims["iss"], claims["aud"], claims["sub"]) == (
+        "auth.docker.io",
+        "registry.docker.io",
+        USER,
+    )
+    assert claims["nbf"] <= claims["iat"] < claims["exp"]
+    assert claims["access"] == [
+        {"type": "repository", "name": f"{ORG}/app", "actions": ["pull", "push"]}
+    ]
+    assert _jwt_parts(anonymous.json()["token"])[1]["access"] == []
+    assert refused.status_code == 401
+    assert limited.status_code == 429
+    assert limited.headers["ratelimit-remaining"].startswith("0;")
+    assert limited.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+    assert after.status_code == 200
+    assert TOKEN not in repr(server.requests)
+
+
+def test_missing_ci_setup_is_a_skip_reason(tmp_path: Path) -> None:
+    env = {
+        "SHIPIT_DOCKERHUB_TLS_DIR": str(tmp_path / "nowhere"),
+        "SHIPIT_DOCKERHUB_ADDRESS": "127.0.0.2",
+        "SHIPIT_DOCKERHUB_AUTH_ADDRESS": "127.0.0.3",
+    }
+    reason = dockerhub_environment_ready(env)
+    assert reason is not None and ".ci/dockerhub-setup" in reason
