@@ -4,12 +4,16 @@ offered (shipit's context rules plus the engine's filters) and every way a trans
 from __future__ import annotations
 
 import os
+import queue
 import random
 import socket
 import stat as statmod
 import tarfile
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -549,3 +553,95 @@ def test_unreadable_path_in_followpaths_fails_naming_it(
     monkeypatch.setattr(os, "lstat", deny)
     result = context(root, follow_paths=("conf/x",))
     assert result.error == f"cannot read '{root / 'conf'}' in the build context: Permission denied"
+
+
+# ------------------------------------------------------------------------- over gRPC
+
+
+@pytest.fixture
+def grpc_served(tmp_path: Path) -> Iterator[tuple[FileSyncProvider, Any]]:
+    """The provider behind a real grpcio server (as a session serves it) and a client call."""
+    import concurrent.futures
+
+    import grpc
+
+    from shipit.adapters.engine.buildkit.session import MethodRouter
+
+    root = tree(tmp_path / "ctx", {"a.txt": "a", "b.txt": "b" * 100_000})
+    provider = sync_context(root, root / "Dockerfile").provider
+    address = f"unix:{tmp_path}/grpc.sock"
+    executor = concurrent.futures.ThreadPoolExecutor(4)
+    server = grpc.server(executor, handlers=[MethodRouter(provider.handlers())])
+    server.add_insecure_port(address)
+    server.start()
+    channel = grpc.insecure_channel(address)
+    try:
+        yield provider, (server, channel.stream_stream(DIFFCOPY_METHOD))
+    finally:
+        channel.close()
+        server.stop(None).wait(5)
+        executor.shutdown(wait=True)
+
+
+def test_diffcopy_over_grpc_with_metadata(grpc_served: tuple[FileSyncProvider, Any]) -> None:
+    provider, (_server, call) = grpc_served
+    inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def requests() -> Iterator[bytes]:
+        while (item := inbox.get()) is not None:
+            yield item
+
+    received: list[ft.Packet] = []
+    for raw in call(requests(), metadata=[("dir-name", "context"), ("followpaths", "b.txt")]):
+        received.append(ft.Packet.decode(raw))
+        if raw == b"":
+            inbox.put(ft.Packet(ft.PACKET_REQ, id=0).encode())
+        elif received[-1].type == ft.PACKET_DATA and not received[-1].data:
+            inbox.put(ft.Packet(ft.PACKET_FIN).encode())
+        elif received[-1].type == ft.PACKET_FIN:
+            inbox.put(None)
+    assert [p.stat.path for p in received if p.stat] == ["b.txt"]
+    assert b"".join(p.data for p in received) == b"b" * 100_000
+    assert provider.transfers[0].finished
+
+
+def test_unknown_dir_over_grpc_is_not_found(grpc_served: tuple[FileSyncProvider, Any]) -> None:
+    import grpc
+
+    _provider, (_server, call) = grpc_served
+    with pytest.raises(grpc.RpcError) as caught:
+        list(call(iter([]), metadata=[("dir-name", "home")]))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert caught.value.details() == "no access allowed to dir 'home'"
+
+
+def test_engine_that_goes_silent_is_ended_by_the_session_closing(
+    grpc_served: tuple[FileSyncProvider, Any],
+) -> None:
+    """The engine reads the STATs and then never answers: the transfer waits, and ends as
+    soon as the session's server stops (which the build's stall timeout bounds)."""
+    import grpc
+
+    provider, (server, call) = grpc_served
+    silent = threading.Event()
+
+    def requests() -> Iterator[bytes]:
+        silent.wait(10)
+        return
+        yield b""  # a generator that sends nothing
+
+    responses = call(requests(), metadata=[("dir-name", "context")])
+    assert next(responses) != b""  # the first STAT
+    started = time.monotonic()
+    server.stop(None).wait(5)
+    with pytest.raises(grpc.RpcError):
+        list(responses)
+    try:
+        deadline = time.monotonic() + 5
+        while any(t.name.startswith("shipit-filesync") for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the file sync reader outlived the session"
+            time.sleep(0.01)
+    finally:
+        silent.set()  # the fake engine's own sending thread
+    assert time.monotonic() - started < 5
+    assert not provider.transfers[0].finished
