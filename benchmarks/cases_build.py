@@ -250,7 +250,7 @@ def _legacy_result(run: BuildRun) -> CaseResult:
     same = run.builder == "legacy builder"
     return comparison(
         f"{spec.key}b",
-        f"{spec.title}: shipit vs its legacy builder",
+        spec.title.replace("(BuildKit CLI)", "").strip() + ": shipit vs its legacy builder",
         Side("shipit build (default builder)", show(spec.shipit_cmd()), samples["shipit"]),
         legacy,
         Target("<=", 1.0),

@@ -3,6 +3,7 @@ run on an engine emptied of the case's images (an ephemeral runner)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,15 +22,29 @@ def _is_ci_repo(repository: str) -> bool:
     return repository == CI_NAME or repository.endswith("/" + CI_NAME)
 
 
+_BUILDKIT_STEP = re.compile(r"^#(\d+) \[([^\]]+)\] (.+)$")
+_BUILDKIT_CACHED = re.compile(r"^#(\d+) CACHED\b")
+
+
 def build_steps(output: str) -> list[tuple[str, bool]]:
-    """(step, cached) for every step of a (verbose) legacy shipit build's output, in order."""
+    """(step, cached) for every Dockerfile step of a (verbose) shipit build's output, in order:
+    the legacy builder's ``Step 2/9 : RUN ...`` then ``Using cache``, or BuildKit's plain
+    ``#5 [builder 2/4] RUN ...`` then ``#5 CACHED``."""
     steps: list[tuple[str, bool]] = []
+    vertex: dict[str, int] = {}
     for line in output.splitlines():
         text = line.strip()
+        step, cached = _BUILDKIT_STEP.match(text), _BUILDKIT_CACHED.match(text)
         if text.startswith("Step ") and " : " in text:
             steps.append((" ".join(text.partition(" : ")[2].split())[:70], False))
         elif "Using cache" in text and steps:
             steps[-1] = (steps[-1][0], True)
+        elif step and step.group(2) != "internal" and step.group(1) not in vertex:
+            vertex[step.group(1)] = len(steps)
+            steps.append((" ".join(step.group(3).split())[:70], False))
+        elif cached and cached.group(1) in vertex:
+            index = vertex[cached.group(1)]
+            steps[index] = (steps[index][0], True)
     return steps
 
 
@@ -44,9 +59,17 @@ def rebuilt_steps(output: str) -> list[str]:
     return [s for s, cached in build_steps(output) if not cached and not s.startswith(skip)]
 
 
-def empty_engine(b: Bench) -> int:
+def uses_buildkit(output: str) -> bool:
+    """Whether a (verbose) shipit build's output shows BuildKit's steps."""
+    return any(_BUILDKIT_STEP.match(line.strip()) for line in output.splitlines())
+
+
+def empty_engine(b: Bench, buildkit: bool = False) -> int:
     """Remove the CI image, its builder cache image, the pulled cache images and their
-    untagged layers; returns how many images labelled for it are left (should be 0)."""
+    untagged layers, and with BuildKit its build cache (`docker builder prune -af`: the whole
+    engine's); returns how many images labelled for the case are left (should be 0)."""
+    if buildkit:
+        timed(["docker", "builder", "prune", "-af"], env=b.env(), cwd=b.tmp)
     proc.remove_bench_images(b.client, _is_ci_repo)
     label = f"io.shipit.image={CI_NAME}"
     for image in b.client.images.list(all=True, filters={"dangling": True, "label": label}):
@@ -63,6 +86,7 @@ class Steps:
     first_hits: dict[str, list[str]] = field(default_factory=dict)
     first_rebuilt: dict[str, list[str]] = field(default_factory=dict)
     leftovers: list[int] = field(default_factory=list)
+    buildkit: bool = False  # shipit built with BuildKit: its build cache is emptied too
 
     def add(self, key: str, output: str) -> None:
         steps = cached_steps(output)
@@ -74,9 +98,9 @@ class Steps:
         return "; ".join(f"`{x}`" for x in table.get(key, []))
 
 
-def _setup(b: Bench, root: Path, registry: str, env: dict[str, str]) -> None:
+def _setup(b: Bench, root: Path, registry: str, env: dict[str, str]) -> bool:
     """Build the copy (no cache: its layers are its own), push it with its builder stage, then
-    change its code: the pushed image predates the change."""
+    change its code: the pushed image predates the change. True when shipit built with BuildKit."""
     b.log("case 6 setup: build (no cache), push with --push-cache")
     build = ["build", "app", "--name", CI_NAME, "--no-cache", *b.build_arg(), "-v"]
     setup = timed(b.shipit(*build), env=env, cwd=root)
@@ -85,7 +109,9 @@ def _setup(b: Bench, root: Path, registry: str, env: dict[str, str]) -> None:
     timed(b.shipit(*push), env=env, cwd=root)
     app_py = root / "app" / "app.py"
     app_py.write_text(app_py.read_text() + "\n# benchmark: a code-only change\n")
-    empty_engine(b)
+    buildkit = uses_buildkit(setup.output)
+    empty_engine(b, buildkit)
+    return buildkit
 
 
 def _notes(b: Bench, steps: Steps) -> list[str]:
@@ -110,6 +136,11 @@ def _notes(b: Bench, steps: Steps) -> list[str]:
         "Steps that ran with --cache-from (first run): "
         f"{steps.listed(steps.first_rebuilt, 'cache')}.",
     ]
+    if steps.buildkit:
+        notes.append(
+            "shipit built with BuildKit, so emptying the engine also ran `docker builder prune "
+            "-af` before every run (the engine's whole build cache, as on a fresh runner)."
+        )
     if any("groupadd" in step for step in steps.first_hits.get("none", [])):
         notes.append(
             "The no-cache side reused a runtime-stage step (`RUN groupadd ...`): "
@@ -122,7 +153,7 @@ def _next_step(b: Bench, command: list[str], root: Path, steps: Steps) -> tuple[
     """(profile, next step) of one more cached rebuild under cProfile."""
     out, profiled = b.profile(command[1:], root)
     b.remember(output=profiled.output)
-    empty_engine(b)
+    empty_engine(b, steps.buildkit)
     profile = proc.format_cprofile(out, focus=("shipit/builder.py", *proc.BOUNDARY))
     pulls, _ = proc.cprofile_lookup(out, r"_pull_cache_images")
     build, calls = proc.cprofile_lookup(out, proc.where("engine", "build"))
@@ -157,7 +188,7 @@ def ci_rebuild(b: Bench) -> list[CaseResult]:
     with b.registry() as reg:
         ref = f"{reg.address}/{CI_NAME}:latest"
         try:
-            _setup(b, root, reg.address, env)
+            steps.buildkit = _setup(b, root, reg.address, env)
             build = ["build", "app", "--name", CI_NAME, *b.build_arg()]
             cache_cmd = b.shipit(*build, "--cache-from", ref, "-v")
             # --no-cache: this shared engine holds layers of other images built from the same
@@ -171,7 +202,7 @@ def ci_rebuild(b: Bench) -> list[CaseResult]:
                         b.remember(output=result.output)
                         steps.add(key, result.output)
                     finally:
-                        steps.leftovers.append(empty_engine(b))
+                        steps.leftovers.append(empty_engine(b, steps.buildkit))
                     return result.seconds
 
                 return run
@@ -191,5 +222,5 @@ def ci_rebuild(b: Bench) -> list[CaseResult]:
                 result.profile, result.next_step = _next_step(b, cache_cmd, root, steps)
             return [result]
         finally:
-            empty_engine(b)
+            empty_engine(b, steps.buildkit)
             proc.remove_references(b.client, [ref])

@@ -626,3 +626,26 @@ def test_ecr_case_composes_its_three_results_from_a_stand_in_stack(
     assert a.metric == pytest.approx(0.75) and a.missed and "0.50x awscli" in (a.next_step or "")
     assert c.metric == pytest.approx(0.25) and c.status == "met"
     assert a.profile and "cProfile" in a.profile
+
+
+def test_build_steps_of_buildkit_plain_output() -> None:
+    from benchmarks.cases_ci import build_steps, rebuilt_steps, uses_buildkit
+
+    output = "\n".join(
+        [
+            "#1 [internal] load build definition from Dockerfile",
+            "#4 [builder 1/3] FROM shipit.local/python:3.11-bookworm",
+            "#5 [builder 2/3] RUN python3 -m venv /opt/venv",
+            "#5 CACHED",
+            "#6 [stage-1 3/5] COPY gunicorn.conf.py app.py ./",
+            "#6 DONE 0.1s",
+            "#5 [builder 2/3] RUN python3 -m venv /opt/venv",
+        ]
+    )
+    assert uses_buildkit(output) and not uses_buildkit("Step 1/2 : FROM scratch")
+    assert build_steps(output) == [
+        ("FROM shipit.local/python:3.11-bookworm", False),
+        ("RUN python3 -m venv /opt/venv", True),
+        ("COPY gunicorn.conf.py app.py ./", False),
+    ]
+    assert rebuilt_steps(output) == ["COPY gunicorn.conf.py app.py ./"]
