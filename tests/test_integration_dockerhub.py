@@ -320,8 +320,8 @@ def test_token_server_signs_what_distribution_verifies() -> None:
     accounts = [Account(USER, TOKEN, namespaces=(ORG,))]
     with running_token_server(host=LOOPBACK, port=free_port(), accounts=accounts) as server:
         url = f"http://{server.address}/token"
-        scopes = {"service": "registry.docker.io", "scope": [f"repository:{ORG}/app:pull,push"]}
-        scopes["scope"].append("repository:someone-else/app:pull")
+        wanted = [f"repository:{ORG}/app:pull,push", "repository:someone-else/app:pull"]
+        scopes = {"service": "registry.docker.io", "scope": wanted}
         answer = requests.get(url, params=scopes, auth=(USER, TOKEN), timeout=10)
         anonymous = requests.get(url, params=scopes, timeout=10)
         refused = requests.get(url, params=scopes, auth=(USER, "wrong"), timeout=10)
