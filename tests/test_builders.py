@@ -213,3 +213,29 @@ def test_a_credential_helper_or_ecr_host_counts_as_credentials(tmp_path: Path) -
     assert has_credentials("reg.example", env)
     assert not has_credentials("other.example", env)
     assert has_credentials("123456789012.dkr.ecr.eu-west-1.amazonaws.com", env)
+
+
+class _Engine:
+    def __init__(self, version: dict[str, str]):
+        self._version = version
+
+    def version(self) -> dict[str, str]:
+        return self._version
+
+
+def test_doctor_says_which_builder_will_be_used() -> None:
+    from shipit.services.doctor import check_builder
+
+    check = check_builder(_Engine(ENGINE_2010), {}, None)
+    assert (check.name, check.ok, check.detail) == (
+        "builder",
+        True,
+        "BuildKit (the engine supports it)",
+    )
+    legacy = check_builder(_Engine(ENGINE_2010), {"DOCKER_BUILDKIT": "0"}, None)
+    assert legacy.detail == 'legacy builder (DOCKER_BUILDKIT=0 or builder = "legacy")'
+    old = check_builder(_Engine(ENGINE_OLD), {}, None)
+    assert old.ok and old.detail.startswith("legacy builder (the engine's API 1.38 predates")
+    wrong = check_builder(_Engine(ENGINE_OLD), {"DOCKER_BUILDKIT": "1"}, None)
+    assert wrong.ok is False and "BuildKit was requested" in wrong.detail
+    assert check_builder(None, {}, None).ok is None

@@ -44,6 +44,20 @@ def check_engine(connect: Callable[[], Any]) -> tuple[Check, Any]:
     return Check("engine", True, detail, required=True), engine
 
 
+def check_builder(engine: Any, env: Mapping[str, str], configured: str | None) -> Check:
+    """Which builder `shipit build` will use here: BuildKit wherever the engine has it."""
+    from shipit.services.builders import BUILDKIT, choose_builder, requested_builder
+
+    if engine is None:
+        return Check("builder", None, "unknown: the engine is not reachable")
+    try:
+        choice = choose_builder(requested_builder(env, configured), engine.version())
+    except ShipitError as exc:
+        return Check("builder", False, exc.message, exc.hint or "")
+    name = "BuildKit" if choice.kind == BUILDKIT else "legacy builder"
+    return Check("builder", True, f"{name} ({choice.reason})")
+
+
 def check_disk(path: Path = Path("/var/lib/docker")) -> Check:
     target = path if path.exists() else Path("/")
     usage = shutil.disk_usage(target)
