@@ -248,7 +248,7 @@ def _legacy_result(run: BuildRun) -> CaseResult:
         samples["legacy"],
     )
     same = run.builder == "legacy builder"
-    return comparison(
+    result = comparison(
         f"{spec.key}b",
         spec.title.replace("(BuildKit CLI)", "").strip() + ": shipit vs its legacy builder",
         Side("shipit build (default builder)", show(spec.shipit_cmd()), samples["shipit"]),
@@ -265,6 +265,14 @@ def _legacy_result(run: BuildRun) -> CaseResult:
             )
         ],
     )
+    if result.missed:
+        result.next_step = (
+            "BuildKit re-reads a context sent as a tar body on every build (the upload is not "
+            "cached), so until the context goes through file sync (issue 12) a large context "
+            "must stay on the legacy builder's path or be synced: check with -v which path "
+            "the build took."
+        )
+    return result
 
 
 def remove_images(b: Bench, names: Sequence[str]) -> None:

@@ -404,8 +404,9 @@ def test_select_cases() -> None:
 def test_quick_mode_runs_cheap_cases_and_writes_a_report(
     tmp_path: Path, docker_api: object
 ) -> None:
-    """`python -m benchmarks --quick` for two cheap cases: exits 0 (missed targets included)
-    and writes the report to --output, leaving docs/benchmarks.md alone."""
+    """`python -m benchmarks --quick` for three cheap cases (start-up, the large context with
+    the legacy builder and with BuildKit): exits 0 (missed targets included) and writes the
+    report to --output, leaving docs/benchmarks.md alone."""
     output = tmp_path / "bench.md"
     docs = REPO / "docs" / "benchmarks.md"
     before = docs.read_bytes() if docs.exists() else None
@@ -417,7 +418,7 @@ def test_quick_mode_runs_cheap_cases_and_writes_a_report(
             "benchmarks",
             "--quick",
             "--only",
-            "startup,context",
+            "startup,context,noop",
             "--output",
             str(output),
         ],
@@ -431,7 +432,8 @@ def test_quick_mode_runs_cheap_cases_and_writes_a_report(
     assert result.returncode == 0, result.stdout + result.stderr
     text = output.read_text()
     assert "quick mode" in text
-    assert "| 1a |" in text and "| 1b |" in text and "| 2 |" in text
+    assert "| 1a |" in text and "| 1b |" in text and "| 2 |" in text and "| 12 |" in text
+    assert "QEMU emulation: " in text  # off, or why it could not be switched off
     assert "## Machine" in text and "## Method" in text
     assert "**error**" not in text
     after = docs.read_bytes() if docs.exists() else None
