@@ -916,3 +916,14 @@ def test_archive_reads_back_with_tarfile_streaming(tmp_path: Path) -> None:
     assert len(data) % 512 == 0
     with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as stream:
         assert sum(1 for _ in stream) == 51
+
+
+def test_a_non_ascii_first_entry_is_one_plain_header(tmp_path: Path) -> None:
+    # BuildKit tells a tar upload from a Dockerfile by reading one header from the first 512
+    # bytes: a PAX record there made it parse the archive as a Dockerfile.
+    root = make_tree(tmp_path / "ctx", {"0-ünïcode.txt": "u", "Dockerfile": "FROM scratch\n"})
+    with create_context_archive(root, root / "Dockerfile") as archive:
+        archive.fileobj.seek(0)
+        first = tarfile.TarInfo.frombuf(archive.fileobj.read(512), "utf-8", "surrogateescape")
+        assert (first.name, first.type) == ("0-ünïcode.txt", tarfile.REGTYPE)
+        assert read_member(archive, "0-ünïcode.txt") == b"u"

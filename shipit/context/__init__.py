@@ -27,7 +27,9 @@ path does (``docker/cli`` ``ReadDockerignore`` + ``TrimBuildFilesFromExcludes`` 
   CLI's ``AddDockerfileToBuildContext`` does, so the engine drops it from what ``COPY .`` sees.
 * Entries: regular files, directories (empty ones included), symlinks as symlinks (never
   followed), hard links as hard links; sockets, FIFOs and devices are skipped. uid/gid 0, empty
-  user/group names, permission bits kept, mtime truncated to the second, PAX format, entries in
+  user/group names, permission bits kept, mtime truncated to the second, ustar headers (GNU
+  extensions for long or non-ASCII names, never PAX records: BuildKit reads an upload whose
+  first header is not a plain one as a Dockerfile), entries in
   Go's ``WalkDir`` order (lexical by name, depth first) so the archive is deterministic.
 
 Checked entry for entry (names, order, types, modes, mtimes, sizes, link targets, owners)
@@ -735,7 +737,11 @@ _COPY_CHUNK: Final = 1 << 20
 
 
 class _TarWriter:
-    """Writes PAX tar entries straight to a file descriptor (headers from ``tarfile``)."""
+    """Writes tar entries straight to a file descriptor (headers from ``tarfile``): plain ustar
+    headers, GNU ones where a name, link or number does not fit (never PAX: BuildKit decides
+    whether an upload is a tar from its first 512 bytes, and a PAX record there makes it read
+    the archive as a Dockerfile, "unknown instruction: ././@PAXHEADER"; a GNU header stays
+    one block for any name of at most 100 bytes, non-ASCII ones included)."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -764,7 +770,7 @@ class _TarWriter:
     def header(
         self, name: str, kind: bytes, mode: int, mtime: int, size: int = 0, linkname: str = ""
     ) -> None:
-        """Append one header: uid/gid 0, no user or group names, PAX records when needed."""
+        """Append one header: uid/gid 0, no user or group names, GNU extensions when needed."""
         self.newest_mtime = max(self.newest_mtime, mtime)
         if kind == tarfile.DIRTYPE:
             name += "/"
@@ -783,7 +789,7 @@ class _TarWriter:
         info.linkname = linkname
         info.uid = info.gid = 0
         info.uname = info.gname = ""
-        self._pending += info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        self._pending += info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
 
     def data(self, payload: bytes) -> None:
         self._pending += payload
