@@ -413,3 +413,18 @@ def test_plain_lines_match_dockers_plain_progress() -> None:
 )
 def test_internal_steps_are_told_from_dockerfile_steps(name: str, internal: bool) -> None:
     assert is_internal(name) is internal
+
+
+def test_an_archive_read_as_a_dockerfile_is_explained() -> None:
+    message = (
+        "failed to solve with frontend dockerfile.v0: failed to create LLB definition: "
+        "dockerfile parse error line 1: unknown instruction: ././@LONGLINK"
+    )
+    error = read_trace_error([{"error": message, "errorDetail": {"message": message}}])
+    assert error.message.startswith("the engine read the build context as a Dockerfile")
+
+
+def read_trace_error(recorded: list[dict[str, Any]]) -> BuildError:
+    with pytest.raises(BuildError) as caught:
+        read_trace_stream(iter(recorded))
+    return caught.value

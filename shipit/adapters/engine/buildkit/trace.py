@@ -620,6 +620,13 @@ def build_failure(message: str, trace: BuildTrace) -> BuildError:
     """The BuildError for a failed BuildKit build: what failed, its output, what to do."""
     message = strip_ansi(_unwrap(message))
     lowered = message.lower()
+    if "unknown instruction: ././@" in lowered:
+        # The engine took the upload for a Dockerfile: its first tar header was an extension.
+        return BuildError(
+            "the engine read the build context as a Dockerfile: the archive's first entry "
+            "has a name longer than 100 bytes",
+            hint="rename the context's first file or folder (in name order) to a shorter name",
+        )
     if "dockerfile parse error" in lowered or "unknown instruction" in lowered:
         return BuildError(
             f"Dockerfile syntax error: {message}", hint="fix the Dockerfile line named above"
