@@ -78,6 +78,24 @@ CacheFromOpt = Annotated[
     ),
 ]
 
+SecretOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--secret",
+        metavar="id=ID[,src=PATH|,env=VAR]",
+        help="Build secret for RUN --mount=type=secret (repeatable; BuildKit). Never stored.",
+    ),
+]
+
+SshOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ssh",
+        metavar="default|ID[=SOCKET]",
+        help="SSH agent for RUN --mount=type=ssh (repeatable; default: SSH_AUTH_SOCK).",
+    ),
+]
+
 RegistryOpt = Annotated[
     list[str] | None,
     typer.Option(
