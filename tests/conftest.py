@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from shipit.cli.wiring import Clients
 from tests.fakes import FakeAPI
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,13 +62,25 @@ def _isolated_home(
         monkeypatch.delenv(var, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def clients() -> Iterator[Clients]:
+    """The clients commands run with (the wiring's one seam): real ones until a test sets its own.
+
+    `fake_api` puts a fake engine in; `FakeRegistries.install` a fake registry HTTP client.
+    """
+    from shipit.cli import wiring
+
+    with wiring.using(wiring.Clients()) as replaceable:
+        yield replaceable
+
+
 @pytest.fixture
-def fake_api(monkeypatch: pytest.MonkeyPatch) -> FakeAPI:
-    """A fake engine that `Engine.connect` returns, so CLI tests need no Docker."""
+def fake_api(clients: Clients) -> FakeAPI:
+    """A fake engine the commands get from the wiring, so CLI tests need no Docker."""
     from shipit.adapters.engine.client import Engine
 
     api = FakeAPI()
-    monkeypatch.setattr(Engine, "connect", classmethod(lambda cls, env, timeout=60.0: cls(api)))
+    clients.engine = lambda env, timeout=60.0: Engine(api)
     return api
 
 

@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from shipit.cli.wiring import Clients
+
 
 class FakeNotFound(Exception):
     pass
@@ -481,11 +483,20 @@ def split_reference(reference: str) -> tuple[str, str]:
     return repository, tag
 
 
+def active_clients() -> Clients:
+    """The clients tests/conftest.py's `clients` fixture put in for this test."""
+    from shipit.cli import wiring
+
+    active = wiring.active()
+    assert active is not None, "no clients in place: use the `clients` fixture"
+    return active
+
+
 class FakeRegistries:
     """In-memory registries behind FakeAPI pushes and the pusher's RegistryClient.
 
-    Install with `install(monkeypatch)`: pushes through the FakeAPI store a manifest whose
-    config digest is the pushed image id; `shipit.services.push.RegistryClient` becomes
+    Install with `install()`: pushes through the FakeAPI store a manifest whose
+    config digest is the pushed image id; the wiring's registry HTTP client becomes
     `FakeRegistryClient`, which reads and copies those manifests; the FakeAPI's
     distribution inspect answers from them. ECR hosts are served by the moto ECR client
     given as `ecr` (pushes land there with PutImage, so shipit's own ECR tagging works).
@@ -500,10 +511,9 @@ class FakeRegistries:
         api.on_push = self.pushed
         api.on_inspect_distribution = self.served_digest
 
-    def install(self, monkeypatch: Any) -> FakeRegistries:
-        import shipit.services.push
-
-        monkeypatch.setattr(shipit.services.push, "RegistryClient", self.client)
+    def install(self, _monkeypatch: Any = None) -> FakeRegistries:
+        """Make the commands' registry HTTP client `FakeRegistryClient` (through the wiring)."""
+        active_clients().registry = self.client
         return self
 
     # ------------------------------------------------------------ state

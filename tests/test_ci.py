@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from shipit.adapters import ci
 from shipit.cli import app
+from shipit.cli.wiring import Clients
 from shipit.services.doctor import _policy_source_arn, check_aws, check_dockerhub, failed_required
 from shipit.services.registries import scan_gate_failures
 from tests.ci_examples_support import FakeRegistryClient
@@ -232,11 +233,13 @@ def test_hygiene_options_need_ecr(project: Path, fake_api: FakeAPI) -> None:
 
 
 @pytest.fixture
-def ecr_push(project: Path, fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> Any:
+def ecr_push(
+    project: Path, fake_api: FakeAPI, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> Any:
     from moto import mock_aws
 
     FakeRegistryClient.api = fake_api
-    monkeypatch.setattr("shipit.services.push.RegistryClient", FakeRegistryClient)
+    clients.registry = FakeRegistryClient
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     for k, v in {
         "AWS_REGION": "us-east-1",
@@ -266,13 +269,30 @@ def test_lifecycle_policy_is_set_after_push(ecr_push: Any) -> None:
     assert counts == [7, 10]
 
 
-def test_scan_gate_fails_push_above_threshold(
-    ecr_push: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(
-        "shipit.adapters.ecr.EcrRegistry.scan_findings",
-        lambda self, repo, digest, timeout: {"HIGH": 2, "LOW": 1},
-    )
+class CannedScanEcr:
+    """moto's ECR client with a finished image scan that found HIGH=2, LOW=1 (moto scans nothing)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def describe_image_scan_findings(self, **_: Any) -> dict[str, Any]:
+        return {
+            "imageScanStatus": {"status": "COMPLETE"},
+            "imageScanFindings": {"findingSeverityCounts": {"HIGH": 2, "LOW": 1}},
+        }
+
+
+def test_scan_gate_fails_push_above_threshold(ecr_push: Any, clients: Clients) -> None:
+    from shipit.adapters.ecr import make_clients
+
+    def scanning_clients(region: str, profile: str | None) -> tuple[Any, Any]:
+        ecr, sts = make_clients(region, profile)
+        return CannedScanEcr(ecr), sts
+
+    clients.aws = scanning_clients
     result = runner.invoke(app, ["push", "--registry", "ecr", "--scan-gate", "HIGH"])
     assert result.exit_code == 6
     assert "scan gate failed" in result.stderr and "HIGH=2" in result.stderr

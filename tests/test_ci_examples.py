@@ -16,6 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from shipit.cli import app
+from shipit.cli.wiring import Clients
 from tests.ci_examples_support import FakeRegistryClient
 from tests.conftest import REPO_ROOT
 from tests.fakes import FakeAPI
@@ -44,9 +45,9 @@ def shipit_commands(lines: list[str], env: dict[str, str]) -> list[list[str]]:
 
 
 @pytest.fixture
-def registry_api(fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+def registry_api(fake_api: FakeAPI, clients: Clients) -> None:
     FakeRegistryClient.api = fake_api
-    monkeypatch.setattr("shipit.services.push.RegistryClient", FakeRegistryClient)
+    clients.registry = FakeRegistryClient
 
 
 def run_all(commands: list[list[str]], env: dict[str, str]) -> list[Any]:

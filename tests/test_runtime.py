@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from shipit.adapters.engine.client import Engine
 from shipit.cli import app
+from shipit.cli.wiring import Clients
 from shipit.errors import EngineUnavailableError, UsageError
 from shipit.output.reporter import OutputMode, Reporter
 from shipit.services import runtime
@@ -323,13 +324,11 @@ def test_bad_input_exits_2(project: Path, fake_api: FakeAPI, args: list[str], me
 
 
 @pytest.mark.parametrize("command", ["smoke", "run", "inspect", "prune"])
-def test_unreachable_engine_exits_4(
-    project: Path, monkeypatch: pytest.MonkeyPatch, command: str
-) -> None:
-    def refuse(cls: Any, env: Any, timeout: float = 60.0) -> Engine:
+def test_unreachable_engine_exits_4(project: Path, clients: Clients, command: str) -> None:
+    def refuse(env: Any, timeout: float = 60.0) -> Engine:
         raise EngineUnavailableError("cannot reach the Docker engine at unix:///nowhere")
 
-    monkeypatch.setattr(Engine, "connect", classmethod(refuse))
+    clients.engine = refuse
     result = runner.invoke(app, [command])
     assert result.exit_code == 4, result.output
     assert "error: cannot reach the Docker engine" in result.stderr

@@ -51,7 +51,7 @@ def build(
     reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
-        from shipit.adapters.engine.client import Engine
+        from shipit.cli.wiring import clients
         from shipit.config import load_config
         from shipit.services.build import build_image, resolve_build_settings
 
@@ -74,7 +74,7 @@ def build(
             cache_from=cache_from,
         )
         settings = resolve_build_settings(options, load_config(cwd), cwd, env)
-        engine = Engine.connect(env)
+        engine = clients().engine(env)
         result = build_image(settings, engine, reporter)
         write_ci_outputs(env, result.name, [f"{result.name}:{t}" for t in result.tags], [])
         if json:

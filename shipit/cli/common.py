@@ -157,6 +157,6 @@ def select_reference(
 
 
 def connect_engine() -> Any:
-    from shipit.adapters.engine.client import Engine
+    from shipit.cli.wiring import clients
 
-    return Engine.connect(read_env())
+    return clients().engine(read_env())

@@ -26,26 +26,26 @@ def doctor(
     reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
-        from shipit.adapters.ecr import make_iam_client
-        from shipit.adapters.engine.client import Engine
+        from shipit.cli.wiring import clients
         from shipit.config import load_config
         from shipit.services import doctor as checks_mod
         from shipit.services.registries import RegistryOptions, make_ecr_registry, parse_kind
 
         env = read_env()
+        wired = clients()
         config = load_config(Path.cwd())
         wanted = [parse_kind(r) for r in (registry or config.registry.get("registries") or [])]
         options = RegistryOptions(
             region=region or config.registry.get("region"),
             profile=profile or config.registry.get("profile"),
         )
-        engine_check, _ = checks_mod.check_engine(lambda: Engine.connect(env, timeout=15))
+        engine_check, _ = checks_mod.check_engine(lambda: wired.engine(env, timeout=15))
         results = [engine_check, checks_mod.check_disk(), checks_mod.check_docker_config(env)]
 
         results += checks_mod.check_aws(
-            lambda: make_ecr_registry(options, env),
+            lambda: make_ecr_registry(options, env, aws=wired.aws),
             required="ecr" in wanted,
-            make_iam=lambda: make_iam_client(options.profile),
+            make_iam=lambda: wired.iam(options.profile),
         )
         results.append(checks_mod.check_dockerhub(env, required="dockerhub" in wanted))
         failed = checks_mod.failed_required(results)

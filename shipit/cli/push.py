@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from shipit.cli.app import app
@@ -73,11 +74,11 @@ def push(
     reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
-        from shipit.adapters.engine.client import Engine
+        from shipit.cli.wiring import clients
         from shipit.config import load_config
         from shipit.services.build import ImageOptions, resolve_context, select_image
         from shipit.services.push import PushSettings, push_image
-        from shipit.services.registries import make_destinations
+        from shipit.services.registries import make_destinations, make_ecr_registry
         from shipit.services.retry import RetryPolicy
 
         env = read_env()
@@ -104,8 +105,11 @@ def push(
         )
         image_options = ImageOptions(name=name, tags=tag or (), version=version, latest=latest)
         selection = select_image(image_options, config, resolve_context(None, config, cwd), env=env)
-        destinations = make_destinations(options, env)
-        engine = Engine.connect(env, timeout=stall_timeout)
+        wired = clients()
+        destinations = make_destinations(
+            options, env, ecr_factory=partial(make_ecr_registry, aws=wired.aws)
+        )
+        engine = wired.engine(env, timeout=stall_timeout)
         settings = PushSettings(
             retry=RetryPolicy(attempts=retries, total_seconds=retry_timeout),
             allow_overwrite=allow_overwrite,
@@ -113,7 +117,9 @@ def push(
             stall_seconds=stall_timeout,
             push_cache=push_cache,
         )
-        pushed = push_image(selection, destinations, engine, reporter, settings)
+        pushed = push_image(
+            selection, destinations, engine, reporter, settings, registry_client=wired.registry
+        )
         write_ci_outputs(env, selection.name, selection.references, pushed)
         if json:
             reporter.emit_json({"pushed": [p.as_json() for p in pushed], "dry_run": dry_run})

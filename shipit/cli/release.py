@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -115,11 +116,11 @@ def release(
     reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
-        from shipit.adapters.engine.client import Engine
+        from shipit.cli.wiring import clients
         from shipit.config import load_config
         from shipit.services.build import build_image, resolve_build_settings
         from shipit.services.push import PushSettings, push_image
-        from shipit.services.registries import make_destinations
+        from shipit.services.registries import make_destinations, make_ecr_registry
         from shipit.services.retry import RetryPolicy
 
         env = read_env()
@@ -161,8 +162,11 @@ def release(
             scan_gate=scan_gate,
             scan_timeout=scan_timeout,
         )
-        destinations = make_destinations(registries, env)
-        engine = Engine.connect(env, timeout=stall_timeout)
+        wired = clients()
+        destinations = make_destinations(
+            registries, env, ecr_factory=partial(make_ecr_registry, aws=wired.aws)
+        )
+        engine = wired.engine(env, timeout=stall_timeout)
         push_settings = PushSettings(
             retry=RetryPolicy(attempts=retries, total_seconds=retry_timeout),
             allow_overwrite=allow_overwrite,
@@ -175,7 +179,13 @@ def release(
                 f"would build {settings.context} as " + ", ".join(settings.image.references)
             )
             pushed = push_image(
-                settings.image, destinations, engine, reporter, push_settings, built=False
+                settings.image,
+                destinations,
+                engine,
+                reporter,
+                push_settings,
+                built=False,
+                registry_client=wired.registry,
             )
             built = None
         else:
@@ -193,7 +203,14 @@ def release(
                         timeout=smoke_timeout,
                     )
                 reporter.info(f"healthy in {result.seconds_to_healthy:.1f}s")
-            pushed = push_image(settings.image, destinations, engine, reporter, push_settings)
+            pushed = push_image(
+                settings.image,
+                destinations,
+                engine,
+                reporter,
+                push_settings,
+                registry_client=wired.registry,
+            )
             write_ci_outputs(env, settings.image.name, settings.image.references, pushed)
         if json:
             reporter.emit_json(

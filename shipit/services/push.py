@@ -58,12 +58,17 @@ class Pushed:
         }
 
 
+# Makes the registry HTTP client for (host, auth, timeout=...): the wiring's `Clients.registry`.
+RegistryClientFactory = Callable[..., RegistryClient]
+
+
 @dataclass
 class _Plan:
     destination: Destination
     auth: Auth | None = None
     unchanged: dict[str, str] = field(default_factory=dict)  # tag -> digest already there
     client: RegistryClient | None = None
+    new_client: RegistryClientFactory = RegistryClient
 
 
 def local_image(engine: Engine, selection: ImageSelection) -> ImageInfo:
@@ -90,10 +95,13 @@ def push_image(
     settings: PushSettings,
     *,
     built: bool = True,
+    registry_client: RegistryClientFactory = RegistryClient,
 ) -> list[Pushed]:
     """Push every selected tag to every destination (concurrently); the Python API behind push.
 
     `built=False` (a release dry run) plans without requiring the image to exist yet.
+    `registry_client(host, auth, timeout=...)` makes the registry HTTP client (the CLI passes
+    the wiring's; tests pass a fake).
     """
     if settings.dry_run:
         if built:
@@ -110,7 +118,12 @@ def push_image(
     with reporter.phase("Prepare registries"):
         plans = _parallel(
             [
-                _labelled(d, partial(_prepare, d, selection, image, engine, reporter, settings))
+                _labelled(
+                    d,
+                    partial(
+                        _prepare, d, selection, image, engine, reporter, settings, registry_client
+                    ),
+                )
                 for d in destinations
             ]
         )
@@ -186,9 +199,11 @@ def _prepare(
     engine: Engine,
     reporter: Reporter,
     settings: PushSettings,
+    registry_client: RegistryClientFactory,
 ) -> _Plan:
     destination.prepare(selection.name, reporter)
-    plan = _Plan(destination=destination, auth=destination.authenticate(reporter))
+    auth = destination.authenticate(reporter)
+    plan = _Plan(destination=destination, auth=auth, new_client=registry_client)
     host, _, path = destination.repository(selection.name).partition("/")
     for tag in selection.tags:
         if not is_release_tag(tag):
@@ -216,7 +231,7 @@ def _prepare(
 
 def _client(plan: _Plan, settings: PushSettings) -> RegistryClient:
     if plan.client is None or plan.client.auth is not plan.auth:
-        plan.client = RegistryClient(
+        plan.client = plan.new_client(
             plan.destination.host, plan.auth, timeout=settings.stall_seconds
         )
     return plan.client

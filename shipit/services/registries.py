@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from shipit.adapters.ecr import EcrRegistry
     from shipit.output.reporter import Reporter
 
+# Makes the (ECR, STS) clients for a region and profile: the wiring's `Clients.aws`.
+AwsClients = Callable[[str, str | None], tuple[Any, Any]]
 DOCKER_HUB_HOST = "docker.io"
 _DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 KNOWN_KINDS = ("ecr", "dockerhub")
@@ -320,9 +322,11 @@ def scan_gate_failures(counts: Mapping[str, int], threshold: str) -> dict[str, i
     }
 
 
-def make_ecr_registry(options: RegistryOptions, env: Mapping[str, str]) -> EcrRegistry:
-    """An ECR registry whose clients come from the standard boto3 chain (region, profile,
-    endpoint), created on first use: a login the token cache answers never imports boto3."""
+def make_ecr_registry(
+    options: RegistryOptions, env: Mapping[str, str], *, aws: AwsClients | None = None
+) -> EcrRegistry:
+    """An ECR registry whose clients `aws(region, profile)` makes (default: the standard boto3
+    chain), on first use: a login the token cache answers never imports boto3."""
     from shipit.adapters import ecr
 
     region = ecr.resolve_region(options.region, options.profile, env)
@@ -330,7 +334,7 @@ def make_ecr_registry(options: RegistryOptions, env: Mapping[str, str]) -> EcrRe
     return ecr.EcrRegistry(
         None,
         None,
-        clients=partial(ecr.make_clients, region, options.profile),
+        clients=partial(aws or ecr.make_clients, region, options.profile),
         region=region,
         registry_id=options.registry_id,
         token_cache=cache,
