@@ -88,7 +88,7 @@ _LEGACY_STEP = re.compile(r"^\s*Step \d+/\d+ :", re.MULTILINE)
 
 def builder_of(output: str) -> str:
     """Which builder a shipit build's output shows: legacy (``Step N/M :``) or BuildKit."""
-    return "legacy builder" if _LEGACY_STEP.search(output) else "BuildKit"
+    return "the legacy builder" if _LEGACY_STEP.search(output) else "BuildKit"
 
 
 # ------------------------------------------------------------------------------ the runner
@@ -196,7 +196,7 @@ def _result(run: BuildRun) -> list[CaseResult]:
         f"importtime` of the same build), nothing else: median {floor:.3f} s = "
         f"{floor / docker:.2f}x docker build; shipit's build is {shipit - floor:+.3f} s over "
         "its floor.",
-        f"shipit built with the {run.builder} (its default here); QEMU emulation: {run.emulation}.",
+        f"shipit built with {run.builder} (its default here); QEMU emulation: {run.emulation}.",
     ]
     result = comparison(spec.key, spec.title, a, peer, spec.targets[-1][1], notes=notes)
     if result.missed:
@@ -208,7 +208,7 @@ def _result(run: BuildRun) -> list[CaseResult]:
 
 
 NEXT = {
-    "legacy builder": "shipit still builds with the legacy builder here: the context goes up "
+    "the legacy builder": "shipit still builds with the legacy builder here: the context goes up "
     "as a whole tar, the engine unpacks it before any step, and each label is a step of its "
     "own. Building through BuildKit (issue 11) is the next step, then the context through "
     "file sync (issue 12) so that only changed files travel.",
@@ -247,7 +247,7 @@ def _legacy_result(run: BuildRun) -> CaseResult:
         "DOCKER_BUILDKIT=0 " + show(spec.shipit_cmd()),
         samples["legacy"],
     )
-    same = run.builder == "legacy builder"
+    same = run.builder == "the legacy builder"
     result = comparison(
         f"{spec.key}b",
         spec.title.replace("(BuildKit CLI)", "").strip() + ": shipit vs its legacy builder",
@@ -257,7 +257,7 @@ def _legacy_result(run: BuildRun) -> CaseResult:
         notes=[
             "Until the context goes through file sync, shipit's default build of this context "
             "must not be slower than its legacy build; measured alternately in the same run as "
-            f"case {spec.key}. The shipit side built with the {run.builder}"
+            f"case {spec.key}. The shipit side built with {run.builder}"
             + (
                 ": both sides run the same builder, so the ratio is noise around 1."
                 if same

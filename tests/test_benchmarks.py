@@ -507,7 +507,7 @@ def test_pushed_refs_follow_the_tags_of_a_push() -> None:
 def test_builder_is_read_off_the_build_output() -> None:
     from benchmarks.cases_build import builder_of
 
-    assert builder_of("Step 1/3 : FROM scratch\n ---> abc\n") == "legacy builder"
+    assert builder_of("Step 1/3 : FROM scratch\n ---> abc\n") == "the legacy builder"
     assert builder_of("[+] Building 0.1s\n => [1/2] FROM scratch\n") == "BuildKit"
 
 
