@@ -23,6 +23,7 @@ from shipit.adapters.engine.buildkit.filesync import (
     CONTEXT_DIR,
     DIFFCOPY_METHOD,
     DOCKERFILE_DIR,
+    FSUTIL_CHUNK_SIZE,
     FileSyncProvider,
     SyncRequest,
     build_shared_key,
@@ -54,8 +55,8 @@ def tree(root: Path, files: Mapping[str, str | bytes], *, ignore: str | None = N
     return root
 
 
-def context(root: Path, **request: tuple[str, ...]) -> Exchange:
-    synced = sync_context(root, root / "Dockerfile")
+def context(root: Path, chunk_size: int = CHUNK_SIZE, **request: tuple[str, ...]) -> Exchange:
+    synced = sync_context(root, root / "Dockerfile", chunk_size=chunk_size)
     return run_exchange(synced.provider, SyncRequest(CONTEXT_DIR, **request))
 
 
@@ -135,7 +136,7 @@ def test_full_exchange_stats_then_requested_data_in_chunks(tmp_path: Path) -> No
     root = tree(tmp_path / "ctx", {"big.bin": big, "a/x.txt": "x", "a/empty/": "", "z": ""})
     os.symlink("a/x.txt", root / "link")
     os.utime(root / "a" / "x.txt", ns=(NS, NS))
-    result = context(root)
+    result = context(root, chunk_size=FSUTIL_CHUNK_SIZE)
     assert result.finished and result.error is None
     assert result.paths == [
         "Dockerfile",
@@ -153,7 +154,10 @@ def test_full_exchange_stats_then_requested_data_in_chunks(tmp_path: Path) -> No
         "big.bin": big,
         "z": b"",
     }
-    assert result.chunks["big.bin"] == [CHUNK_SIZE] * 3 + [len(big) - 3 * CHUNK_SIZE]
+    assert result.chunks["big.bin"] == [FSUTIL_CHUNK_SIZE] * 3 + [len(big) - 3 * FSUTIL_CHUNK_SIZE]
+    # by default, in larger chunks (grpcio's cost is per message)
+    assert context(root).chunks["big.bin"] == [len(big)]
+    assert CHUNK_SIZE == 8 * FSUTIL_CHUNK_SIZE
     x = result.stat("a/x.txt")
     assert (x.mode, x.size, x.mod_time, x.uid, x.gid) == (0o644, 1, NS, 0, 0)
     link = result.stat("link")

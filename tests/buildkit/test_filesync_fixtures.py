@@ -13,7 +13,11 @@ from typing import Any
 
 import pytest
 
-from shipit.adapters.engine.buildkit.filesync import SyncRequest, sync_context
+from shipit.adapters.engine.buildkit.filesync import (
+    FSUTIL_CHUNK_SIZE,
+    SyncRequest,
+    sync_context,
+)
 from shipit.adapters.engine.buildkit.fsutil_types import (
     PACKET_DATA,
     PACKET_FIN,
@@ -75,7 +79,8 @@ def replayed(tmp_path: Path) -> list[tuple[dict[str, Any], list[Packet]]]:
         packets = [(d, Packet.decode(base64.b64decode(raw))) for d, raw in transfer["packets"]]
         paths = [p.stat.path for d, p in packets if d == "send" and p.stat is not None]
         asked = {paths[p.id] for d, p in packets if d == "recv" and p.type == PACKET_REQ}
-        provider = sync_context(root, root / "Dockerfile").provider
+        # in fsutil's chunks, to compare DATA packets with the CLI's one for one
+        provider = sync_context(root, root / "Dockerfile", chunk_size=FSUTIL_CHUNK_SIZE).provider
         # the engine's requests, sent once the STATs are in (it cannot ask for a file earlier)
         exchange = run_exchange(provider, _request(transfer), want=_asked_for(asked))
         out.append((transfer, exchange.packets))

@@ -67,7 +67,11 @@ __all__ = [
 DIFFCOPY_METHOD: Final = "/moby.filesync.v1.FileSync/DiffCopy"
 CONTEXT_DIR: Final = "context"
 DOCKERFILE_DIR: Final = "dockerfile"
-CHUNK_SIZE: Final = 32 * 1024  # fsutil's send buffer
+FSUTIL_CHUNK_SIZE: Final = 32 * 1024  # what fsutil's Go sender puts in one DATA packet
+# Any size is fine for the receiver (it writes each DATA as it comes; the session allows 16 MiB
+# messages). grpcio costs ~0.1-0.2 ms per streamed message, so larger chunks send a 191 MB
+# context in 1.36 s against 1.78 s with fsutil's 32 KiB (the docker CLI: 1.79 s), measured.
+CHUNK_SIZE: Final = 256 * 1024
 
 
 _FIN: Final = Packet(PACKET_FIN).encode()
@@ -398,6 +402,7 @@ def sync_context(
     dockerfile: Path,
     *,
     xattrs: bool = True,
+    chunk_size: int = CHUNK_SIZE,
     packet_log: PacketLog | None = None,
 ) -> SyncedContext:
     """The file sync provider for ``docker build -f dockerfile context_dir``.
@@ -421,7 +426,8 @@ def sync_context(
         CONTEXT_DIR: ContextDir(context_dir, dockerfile=dockerfile, xattrs=xattrs),
         DOCKERFILE_DIR: SingleFileDir(name, dockerfile),
     }
-    return SyncedContext(FileSyncProvider(dirs, packet_log=packet_log), name)
+    provider = FileSyncProvider(dirs, chunk_size=chunk_size, packet_log=packet_log)
+    return SyncedContext(provider, name)
 
 
 def build_shared_key(context_dir: Path, node_id: str) -> str:
