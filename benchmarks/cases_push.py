@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks import proc
 from benchmarks.bench import Bench
 from benchmarks.names import SAMPLE
-from benchmarks.proc import CpuMeter, Run, show, timed, timed_pty
+from benchmarks.proc import Run, show, timed, timed_pty
 from benchmarks.stats import CaseResult, Side, Target, comparison, spread
 
 PORT = "127.0.0.1:PORT"
@@ -35,8 +35,7 @@ class Breakdown:
 
     def timed(self, b: Bench, label: str, registries: Sequence[Any], run: Callable[[], Run]) -> Run:
         """``run()``, adding its wall time and the CPU of it, dockerd and the registries."""
-        meter = CpuMeter({"dockerd": b.dockerd, **_registry_pids(registries)})
-        with meter.measure() as used:
+        with proc.cpu_used({"dockerd": b.dockerd, **_registry_pids(registries)}) as used:
             result = run()
         self.add(label, result.seconds, result.cpu_seconds, used)
         return result
@@ -66,14 +65,10 @@ def _registry_pids(registries: Sequence[Any]) -> dict[str, int | None]:
     }
 
 
-def push_args(addresses: Sequence[str], *extra: str) -> list[str]:
-    """``push --registry A [--registry B] --name SAMPLE EXTRA...``."""
-    registries = [x for address in addresses for x in ("--registry", address)]
-    return ["push", *registries, "--name", SAMPLE, *extra]
-
-
-def addresses(registries: Sequence[Any]) -> list[str]:
-    return [r.address for r in registries]
+def push_args(registries: Sequence[Any], *extra: str) -> list[str]:
+    """``push --registry A [--registry B] --name SAMPLE EXTRA...`` (registries or addresses)."""
+    flags = [x for r in registries for x in ("--registry", getattr(r, "address", r))]
+    return ["push", *flags, "--name", SAMPLE, *extra]
 
 
 def pushed_refs(registries: Sequence[Any], args: Sequence[str]) -> list[str]:
@@ -124,16 +119,16 @@ def push_side(
 
 def shipit_push(b: Bench, *extra: str) -> Callable[[list[Any]], list[str]]:
     """``shipit push`` to the fresh registries of a run, with ``extra`` arguments."""
-    return lambda regs: b.shipit(*push_args(addresses(regs), *extra))
+    return lambda regs: b.shipit(*push_args(regs, *extra))
 
 
 def profile_push(
-    b: Bench, args_for: Callable[[list[str]], list[str]], registries: int, *, pty: bool = False
+    b: Bench, args_for: Callable[[list[Any]], list[str]], registries: int, *, pty: bool = False
 ) -> tuple[str, Path]:
     """One more shipit push under cProfile, against fresh registries: (formatted profile, file)."""
     env = b.env(TERM="xterm-256color") if pty else b.env()
     with b.registries(registries) as regs:
-        args = args_for(addresses(regs))
+        args = args_for(regs)
         out, run = b.profile(args, b.workdir("profile"), env, pty=pty)
         b.forget(pushed_refs(regs, args))
     return proc.format_cprofile(out) + f"\n(wall {run.seconds:.3f} s under cProfile)", out
@@ -279,11 +274,11 @@ def several_tags(b: Bench) -> list[CaseResult]:
     for tag in tags:
         b.tag(f"{SAMPLE}:latest", SAMPLE, tag)
 
-    def args(regs: list[str], count: int) -> list[str]:
+    def args(regs: list[Any], count: int) -> list[str]:
         return push_args(regs, "--no-latest", *[x for t in tags[:count] for x in ("--tag", t)])
 
     def side(count: int) -> Callable[[], float]:
-        return push_side(b, 1, lambda regs: b.shipit(*args(addresses(regs), count)), None, "")
+        return push_side(b, 1, lambda regs: b.shipit(*args(regs, count)), None, "")
 
     try:
         samples = b.measure({"5 tags": side(5), "1 tag": side(1)})
@@ -389,43 +384,24 @@ def two_registries(b: Bench) -> list[CaseResult]:
 # ------------------------------------------------------------------------------ 10
 
 
-class TerminalOutput:
-    """What each progress side wrote to its terminal and its own CPU time, per run."""
+def _terminal_notes(runs: dict[str, list[Run]]) -> list[str]:
+    """What each progress side wrote to its terminal, and its own CPU time (from wait4)."""
+    kib = {key: statistics.median(len(r.output) for r in rs) / 1024 for key, rs in runs.items()}
+    escapes = statistics.median(r.output.count("\x1b[") for r in runs["live"])
+    live, quiet = (_cpu_median(runs, key) for key in ("live", "quiet"))
+    return [
+        "Both sides run on a pseudo-terminal (120x40, TERM=xterm-256color, no CI variable), "
+        "so the only difference is the rich live view; fresh registry per run.",
+        f"The live side wrote a median of {kib['live']:.1f} KiB to the terminal "
+        f"({escapes:.0f} escape sequences); --quiet wrote {kib['quiet']:.1f} KiB.",
+        f"shipit's own CPU time (user + system, from wait4): live median {live:.2f} s, "
+        f"--quiet {quiet:.2f} s - the rendering costs {live - quiet:+.2f} CPU-s on a 2-core "
+        "machine where the engine's gzip keeps one core busy.",
+    ]
 
-    def __init__(self) -> None:
-        self.size: dict[str, list[int]] = {"live": [], "quiet": []}
-        self.cpu: dict[str, list[float]] = {"live": [], "quiet": []}
-        self.escapes: list[int] = []
 
-    def add(self, key: str, run: Run) -> None:
-        self.size[key].append(len(run.output))
-        self.cpu[key].append(run.cpu_seconds)
-        if key == "live":
-            self.escapes.append(run.output.count("\x1b["))
-
-    def drop_warmup(self, warmup: bool) -> None:
-        if warmup:  # the first run of each side was the untimed warm-up
-            for series in (self.size, self.cpu):
-                for key in series:
-                    del series[key][0]
-            del self.escapes[0]
-
-    def cpu_median(self, key: str) -> float:
-        return statistics.median(self.cpu[key])
-
-    def notes(self) -> list[str]:
-        size = {key: statistics.median(values) / 1024 for key, values in self.size.items()}
-        escapes = statistics.median(self.escapes) if self.escapes else 0
-        live, quiet = self.cpu_median("live"), self.cpu_median("quiet")
-        return [
-            "Both sides run on a pseudo-terminal (120x40, TERM=xterm-256color, no CI variable), "
-            "so the only difference is the rich live view; fresh registry per run.",
-            f"The live side wrote a median of {size['live']:.1f} KiB to the terminal "
-            f"({escapes:.0f} escape sequences); --quiet wrote {size['quiet']:.1f} KiB.",
-            f"shipit's own CPU time (user + system, from wait4): live median {live:.2f} s, "
-            f"--quiet {quiet:.2f} s - the rendering costs {live - quiet:+.2f} CPU-s on a 2-core "
-            "machine where the engine's gzip keeps one core busy.",
-        ]
+def _cpu_median(runs: dict[str, list[Run]], key: str) -> float:
+    return statistics.median(r.cpu_seconds for r in runs[key])
 
 
 def _progress_next_step(a: Side, quiet: Side, extra_cpu: float, prof: Path) -> str:
@@ -454,18 +430,18 @@ def _progress_next_step(a: Side, quiet: Side, extra_cpu: float, prof: Path) -> s
 
 
 def progress_rendering(b: Bench) -> list[CaseResult]:
-    env, cwd, seen = b.env(TERM="xterm-256color"), b.workdir("progress"), TerminalOutput()
+    env, cwd = b.env(TERM="xterm-256color"), b.workdir("progress")
+    runs: dict[str, list[Run]] = {"live": [], "quiet": []}
 
     def side(key: str, *extra: str) -> Callable[[], float]:
         def run() -> float:
-            result = push_once(b, 1, shipit_push(b, *extra), cwd=cwd, env=env, pty=True)
-            seen.add(key, result)
-            return result.seconds
+            runs[key].append(push_once(b, 1, shipit_push(b, *extra), cwd=cwd, env=env, pty=True))
+            return runs[key][-1].seconds
 
         return run
 
     samples = b.measure({"live": side("live"), "quiet": side("quiet", "--quiet")})
-    seen.drop_warmup(b.warmup)
+    runs = {key: series[1:] if b.warmup else series for key, series in runs.items()}
     cmd = show(b.shipit(*push_args([PORT])))
     a = Side("live view (pty)", cmd + "  # on a pseudo-terminal", samples["live"])
     quiet = Side("--quiet (pty)", cmd + " --quiet  # on a pseudo-terminal", samples["quiet"])
@@ -475,10 +451,10 @@ def progress_rendering(b: Bench) -> list[CaseResult]:
         a,
         quiet,
         Target("<=", 1.02),
-        notes=seen.notes(),
+        notes=_terminal_notes(runs),
     )
     if result.missed:
         result.profile, prof = profile_push(b, push_args, 1, pty=True)
-        extra_cpu = seen.cpu_median("live") - seen.cpu_median("quiet")
+        extra_cpu = _cpu_median(runs, "live") - _cpu_median(runs, "quiet")
         result.next_step = _progress_next_step(a, quiet, extra_cpu, prof)
     return [result]

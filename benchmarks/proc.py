@@ -204,22 +204,16 @@ def dockerd_pid() -> int | None:
     return None
 
 
-class CpuMeter:
-    """CPU seconds that other processes (dockerd, registries) spend during a block."""
-
-    def __init__(self, pids: Mapping[str, int | None]):
-        self.pids = {name: pid for name, pid in pids.items() if pid}
-        self.used: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def measure(self) -> Iterator[dict[str, float]]:
-        before = {name: process_cpu(pid) for name, pid in self.pids.items()}
-        used: dict[str, float] = {}
-        try:
-            yield used
-        finally:
-            for name, pid in self.pids.items():
-                used[name] = process_cpu(pid) - before[name]
+@contextlib.contextmanager
+def cpu_used(pids: Mapping[str, int | None]) -> Iterator[dict[str, float]]:
+    """CPU seconds that other processes (dockerd, registries) spend during the block, by name,
+    filled in when it ends."""
+    before = {name: process_cpu(pid) for name, pid in pids.items() if pid}
+    used: dict[str, float] = {}
+    try:
+        yield used
+    finally:
+        used.update({name: process_cpu(pids[name] or 0) - cpu for name, cpu in before.items()})
 
 
 # ------------------------------------------------------------------ profiles

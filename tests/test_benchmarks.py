@@ -651,3 +651,15 @@ def test_build_steps_of_buildkit_plain_output() -> None:
         ("COPY gunicorn.conf.py app.py ./", False),
     ]
     assert rebuilt_steps(output) == ["COPY gunicorn.conf.py app.py ./"]
+
+
+def test_terminal_notes_of_the_progress_case() -> None:
+    from benchmarks.cases_push import _terminal_notes
+
+    runs = {
+        "live": [proc.Run(1.0, 0.4, "\x1b[2K" * 10 + "x" * 1000, 0)] * 3,
+        "quiet": [proc.Run(1.0, 0.3, "y" * 100, 0)] * 3,
+    }
+    notes = _terminal_notes(runs)
+    assert "(10 escape sequences)" in notes[1] and "--quiet wrote 0.1 KiB" in notes[1]
+    assert "live median 0.40 s, --quiet 0.30 s" in notes[2] and "+0.10 CPU-s" in notes[2]
