@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import queue
 import stat as statmod
 import threading
 import urllib.parse
@@ -124,6 +123,7 @@ class Transfer:
     data_packets: int = 0  # DATA packets with content
     skipped: list[str] = field(default_factory=list)  # FIFOs, sockets, devices left out
     finished: bool = False  # FIN exchanged
+    ended: bool = False  # the exchange is over, whichever way
     error: ShipitError | None = None  # why it ended early
 
 
@@ -160,30 +160,8 @@ def request_filters(source: DirSource, request: SyncRequest) -> list[PatternFilt
     return filters
 
 
-class _Closed:
-    """The engine's side of the stream ended (``error`` when it did not end cleanly)."""
-
-    def __init__(self, error: BaseException | None):
-        self.error = error
-
-
 class _Stop(Exception):
     """The transfer is over (FIN, an ERR from the engine, or the stream closed)."""
-
-
-def _read_packets(
-    incoming: Iterator[bytes], inbox: queue.SimpleQueue[Any], log: Callable[[bytes], None]
-) -> None:
-    """Reader thread: decode what the engine sends; always ends with a _Closed marker."""
-    error: BaseException | None = None
-    try:
-        for raw in incoming:
-            log(raw)
-            inbox.put(Packet.decode(raw))
-    except Exception as exc:  # cancelled RPC, a malformed packet: either way the stream is over
-        error = exc
-    finally:
-        inbox.put(_Closed(error))
 
 
 class DiffCopySender:
@@ -214,42 +192,43 @@ class DiffCopySender:
         return raw
 
     def run(self, incoming: Iterator[bytes]) -> Iterator[bytes]:
-        """Packets to send, given the engine's packets; returns once the transfer is over."""
-        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        reader = threading.Thread(
-            target=_read_packets,
-            args=(incoming, inbox, lambda raw: self._log("recv", raw)),
-            name=f"shipit-filesync-{self.transfer.dir_name}",
-            daemon=True,
-        )
-        reader.start()
+        """Packets to send, given the engine's packets; returns once the transfer is over.
+
+        The engine's requests are read once every STAT is out: the receiver asks from its
+        own goroutines and keeps reading STATs meanwhile, so nothing waits on them, and
+        reading while sending costs grpcio a quarter more per STAT (measured)."""
         try:
-            yield from self._send_stats(inbox)
-            while True:
-                yield from self._handle(inbox.get())
+            yield from self._send_stats()
+            for packet in self._packets(incoming):
+                yield from self._handle(packet)
         except _Stop:
             return
         except ShipitError as exc:
             self.transfer.error = exc
             yield self._out(Packet(PACKET_ERR, data=exc.message.encode()).encode())
 
-    def _send_stats(self, inbox: queue.SimpleQueue[Any]) -> Iterator[bytes]:
+    def _packets(self, incoming: Iterator[bytes]) -> Iterator[Packet]:
+        """The engine's packets, decoded, until its side of the stream ends."""
+        try:
+            for raw in incoming:
+                self._log("recv", raw)
+                yield Packet.decode(raw)
+        except wire.WireError as exc:
+            raise BuildError(f"the engine sent a malformed file sync packet: {exc}") from None
+        except Exception:  # a cancelled RPC (grpc.RpcError): the session is closing
+            return
+
+    def _send_stats(self) -> Iterator[bytes]:
         walker = Walker(self.source, request_filters(self.source, self.request))
         for file_id, walked in enumerate(walker):
             if can_request_data(walked.stat.mode):
                 self.files[file_id] = walked
             self.transfer.entries += 1
             yield self._out(Packet(PACKET_STAT, stat=walked.stat).encode())
-            while not inbox.empty():  # serve early requests while walking, as fsutil does
-                yield from self._handle(inbox.get())
         self.transfer.skipped = walker.skipped
         yield self._out(_END_OF_STATS)
 
-    def _handle(self, item: Packet | _Closed) -> Iterator[bytes]:
-        if isinstance(item, _Closed):
-            if item.error is not None and isinstance(item.error, wire.WireError):
-                raise BuildError(f"the engine sent a malformed file sync packet: {item.error}")
-            raise _Stop
+    def _handle(self, item: Packet) -> Iterator[bytes]:
         if item.type == PACKET_REQ:
             yield from self._file_packets(item.id)
         elif item.type == PACKET_FIN:
@@ -381,7 +360,10 @@ class FileSyncProvider:
         sender = DiffCopySender(
             source, request, transfer, chunk_size=self.chunk_size, packet_log=self.packet_log
         )
-        yield from sender.run(incoming)
+        try:
+            yield from sender.run(incoming)
+        finally:
+            transfer.ended = True
 
     def sent_bytes(self, dir_name: str = CONTEXT_DIR) -> int:
         """File content sent for ``dir_name`` over all transfers."""
