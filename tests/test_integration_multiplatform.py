@@ -83,10 +83,12 @@ class MultiProject:
 
 
 def _emulation_missing() -> str | None:
-    status = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    binfmt = Path("/proc/sys/fs/binfmt_misc")
     try:
-        if status.read_text().splitlines()[0] != "enabled":
+        if (binfmt / "qemu-aarch64").read_text().splitlines()[0] != "enabled":
             return "qemu-aarch64 is registered but disabled (run .ci/setup)"
+        if (binfmt / "status").read_text().splitlines()[0] != "enabled":
+            return "binfmt_misc emulation is switched off (a build benchmark running?)"
     except OSError:
         return "no qemu-aarch64 emulator registered (run .ci/setup: qemu-user-static)"
     return None

@@ -20,6 +20,8 @@ from shipit.cli.options import (
     PlatformOpt,
     PullOpt,
     QuietOpt,
+    SecretOpt,
+    SshOpt,
     TagOpt,
     TargetOpt,
     VerboseOpt,
@@ -43,6 +45,8 @@ def build(
     label: LabelOpt = None,
     network: NetworkOpt = None,
     cache_from: CacheFromOpt = None,
+    secret: SecretOpt = None,
+    ssh: SshOpt = None,
     json: JsonOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -72,9 +76,15 @@ def build(
             no_cache=no_cache,
             network=network,
             cache_from=cache_from,
+            secret=secret,
+            ssh=ssh,
         )
         settings = resolve_build_settings(options, load_config(cwd), cwd, env)
         engine = clients().engine(env)
+        from shipit.cli.platforms import build_for_platforms
+
+        if build_for_platforms(settings, engine, reporter, env) is not None:
+            return  # several --platform values: built, reported
         result = build_image(settings, engine, reporter)
         write_ci_outputs(env, result.name, [f"{result.name}:{t}" for t in result.tags], [])
         if json:

@@ -71,6 +71,7 @@ def build_for_platforms(
     references = [r for image in result.images for r in image.references]
     write_ci_outputs(env, result.name, references, [])
     if reporter.mode.json:
+        reporter.emit_json(result.as_json())
         return result
     for image in result.images:
         reporter.success(
@@ -80,6 +81,53 @@ def build_for_platforms(
         for reference in image.references:
             reporter.emit(reference)
     return result
+
+
+def release_for_platforms(
+    settings: BuildSettings,
+    destinations: Sequence[Destination],
+    engine: Engine,
+    reporter: Reporter,
+    push_settings: PushSettings,
+    env: dict[str, str],
+    *,
+    registry_client: Callable[..., Any] | None = None,
+    smoke: Callable[[str], None] | None = None,
+) -> bool:
+    """`shipit release` for two or more platforms: build each, optionally smoke each, push each,
+    publish the indexes. False when the ordinary single-platform release applies."""
+    from shipit.adapters.oci import RegistryClient
+    from shipit.services.build import build_image
+    from shipit.services.multiplatform import build_platforms, push_platforms, require_buildable
+
+    platforms = multi_platforms(settings.platform)
+    if len(platforms) < 2:
+        if platforms and not push_settings.dry_run:
+            require_buildable(platforms, engine)
+        return False
+    built = None
+    if push_settings.dry_run:
+        shown = ", ".join(str(p) for p in platforms)
+        reporter.info(f"would build {settings.context} for {shown}")
+    else:
+        with reporter.phase("Build"):
+            built = build_platforms(settings, platforms, engine, reporter, build_image)
+        if smoke is not None:
+            with reporter.phase("Smoke test"):
+                for image in built.images:
+                    smoke(image.references[0])
+    result = push_platforms(
+        settings.image,
+        platforms,
+        destinations,
+        engine,
+        reporter,
+        push_settings,
+        registry_client=registry_client or RegistryClient,
+        built=built is not None,
+    )
+    report_push(result, settings.image, reporter, env, dry_run=push_settings.dry_run, build=built)
+    return True
 
 
 def push_for_platforms(
@@ -92,9 +140,15 @@ def push_for_platforms(
     *,
     platform_only: bool,
     merge: bool,
+    registry_client: Callable[..., Any] | None = None,
 ) -> MultiPushResult | None:
-    """`shipit push` of a multi-platform build, one CI-matrix runner's platform, or the join."""
+    """`shipit push` of a multi-platform build, one CI-matrix runner's platform, or the join.
+
+    `registry_client(host, auth, timeout=...)` makes the registry HTTP client (the wiring's)."""
+    from shipit.adapters.oci import RegistryClient
     from shipit.services.multiplatform import merge_platforms, push_platforms
+
+    new_client = registry_client or RegistryClient
 
     platforms = multi_platforms(platform)
     if platform_only and merge:
@@ -103,7 +157,9 @@ def push_for_platforms(
         flag = "--platform-only" if platform_only else "--merge"
         raise UsageError(f"{flag} needs --platform (e.g. --platform linux/arm64)")
     if merge:
-        return merge_platforms(selection, platforms, destinations, reporter, settings)
+        return merge_platforms(
+            selection, platforms, destinations, reporter, settings, registry_client=new_client
+        )
     if len(platforms) < 2 and not platform_only:
         return None
     return push_platforms(
@@ -114,6 +170,7 @@ def push_for_platforms(
         reporter,
         settings,
         platform_only=platform_only,
+        registry_client=new_client,
     )
 
 

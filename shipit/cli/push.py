@@ -37,6 +37,7 @@ from shipit.cli.options import (
     VerboseOpt,
     VersionOpt,
 )
+from shipit.cli.platforms import MergeOpt, PlatformOnlyOpt, PushPlatformOpt
 
 
 @app.command()
@@ -58,6 +59,9 @@ def push(
     password_stdin: PasswordStdinOpt = False,
     allow_overwrite: AllowOverwriteOpt = False,
     push_cache: PushCacheOpt = False,
+    platform: PushPlatformOpt = None,
+    platform_only: PlatformOnlyOpt = False,
+    merge: MergeOpt = False,
     lifecycle_keep: LifecycleKeepOpt = None,
     lifecycle_untagged_days: LifecycleUntaggedOpt = None,
     scan_gate: ScanGateOpt = None,
@@ -109,7 +113,6 @@ def push(
         destinations = make_destinations(
             options, env, ecr_factory=partial(make_ecr_registry, aws=wired.aws)
         )
-        engine = wired.engine(env, timeout=stall_timeout)
         settings = PushSettings(
             retry=RetryPolicy(attempts=retries, total_seconds=retry_timeout),
             allow_overwrite=allow_overwrite,
@@ -117,6 +120,23 @@ def push(
             stall_seconds=stall_timeout,
             push_cache=push_cache,
         )
+        from shipit.cli.platforms import push_for_platforms, report_push
+
+        multi = push_for_platforms(
+            selection,
+            platform or config.platform,
+            destinations,
+            lambda: wired.engine(env, timeout=stall_timeout),
+            reporter,
+            settings,
+            platform_only=platform_only,
+            merge=merge,
+            registry_client=wired.registry,
+        )
+        if multi is not None:
+            report_push(multi, selection, reporter, env, dry_run=dry_run)
+            return
+        engine = wired.engine(env, timeout=stall_timeout)
         pushed = push_image(
             selection, destinations, engine, reporter, settings, registry_client=wired.registry
         )

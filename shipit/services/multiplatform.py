@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TypeVar
 
@@ -221,6 +221,38 @@ def _require_platform(info: ImageInfo, platform: Platform, reference: str) -> No
 # ---------------------------------------------------------------- push and join
 
 
+RegistryClientFactory = Callable[..., RegistryClient]
+
+
+@dataclass
+class _Run:
+    """One multi-platform push: its reporter, settings and one registry client per destination."""
+
+    reporter: Reporter
+    settings: PushSettings
+    new_client: RegistryClientFactory = RegistryClient
+    clients: dict[str, tuple[RegistryClient, str, str]] = field(default_factory=dict)
+
+    def registry(self, destination: Destination, name: str) -> tuple[RegistryClient, str, str]:
+        """(client, HOST/REPO, REPO) for a destination, prepared and logged in once per run."""
+        if destination.label not in self.clients:
+            destination.prepare(name, self.reporter)
+            auth = destination.authenticate(self.reporter)
+            repository = destination.repository(name)
+            client = self.new_client(destination.host, auth, timeout=self.settings.stall_seconds)
+            self.clients[destination.label] = (client, repository, repository.partition("/")[2])
+        return self.clients[destination.label]
+
+    def retry(self, fn: Callable[[], T], destination: Destination) -> T:
+        def on_retry(attempt: int, error: RegistryError, delay: float) -> None:
+            self.reporter.warn(
+                f"{destination.label}: {error.kind} ({error.message}); "
+                f"retry {attempt} in {delay:.1f}s"
+            )
+
+        return call_with_retry(fn, self.settings.retry, on_retry=on_retry)
+
+
 def push_platforms(
     selection: ImageSelection,
     platforms: Sequence[Platform],
@@ -230,39 +262,39 @@ def push_platforms(
     settings: PushSettings,
     *,
     platform_only: bool = False,
+    registry_client: RegistryClientFactory = RegistryClient,
+    built: bool = True,
 ) -> MultiPushResult:
     """Push each platform's image under its suffixed tags, then (unless `platform_only`)
-    publish every tag as one index of them all; the Python API behind a multi-platform push."""
+    publish every tag as one index of them all; the Python API behind a multi-platform push.
+
+    `built=False` (a release dry run) plans without requiring the images to exist yet."""
     if settings.push_cache:
         raise UsageError("--push-cache works with single-platform builds only")
+    if settings.dry_run and not built:
+        return _dry_run(selection, platforms, destinations, reporter, platform_only=platform_only)
     images = {
         p: local_platform_image(engine, selection, p, adopt=platform_only and len(platforms) == 1)
         for p in platforms
     }
     if settings.dry_run:
         return _dry_run(selection, platforms, destinations, reporter, platform_only=platform_only)
+    run = _Run(reporter, settings, registry_client)
     unchanged: dict[str, dict[str, str]] = {}
     if not platform_only:
         with reporter.phase("Check release tags"):
             found = run_concurrently(
-                [
-                    _named(d.label, partial(_guard, d, selection, images, reporter, settings))
-                    for d in destinations
-                ]
+                [_named(d.label, partial(_guard, run, d, selection, images)) for d in destinations]
             )
         unchanged = {d.label: u for d, u in zip(destinations, found, strict=True)}
     view = concurrent_reporter(reporter) if len(platforms) > 1 else reporter
+    push = partial(push_image, registry_client=registry_client)
     per_platform = run_concurrently(
         [
             _named(
                 str(p),
                 partial(
-                    push_image,
-                    platform_selection(selection, p),
-                    destinations,
-                    engine,
-                    view,
-                    settings,
+                    push, platform_selection(selection, p), destinations, engine, view, settings
                 ),
             )
             for p in platforms
@@ -274,7 +306,7 @@ def push_platforms(
     if platform_only:
         return MultiPushResult(pushed=[], platform_images=platform_images)
     with reporter.phase("Publish image indexes"):
-        pushed = _join_all(selection, platforms, destinations, reporter, settings, unchanged)
+        pushed = _join_all(run, selection, platforms, destinations, unchanged)
     return MultiPushResult(pushed=pushed, platform_images=platform_images)
 
 
@@ -284,6 +316,8 @@ def merge_platforms(
     destinations: Sequence[Destination],
     reporter: Reporter,
     settings: PushSettings,
+    *,
+    registry_client: RegistryClientFactory = RegistryClient,
 ) -> MultiPushResult:
     """Join platform images pushed earlier (NAME:TAG-<platform>, one CI runner each) into one
     index per tag; needs no engine. Idempotent; refuses an image of the wrong platform."""
@@ -291,26 +325,24 @@ def merge_platforms(
         raise UsageError("--merge needs the platforms to join: --platform linux/amd64,linux/arm64")
     if settings.dry_run:
         return _dry_run(selection, platforms, destinations, reporter, platform_only=False)
+    run = _Run(reporter, settings, registry_client)
     with reporter.phase("Publish image indexes"):
-        pushed = _join_all(selection, platforms, destinations, reporter, settings, {})
+        pushed = _join_all(run, selection, platforms, destinations, {})
     return MultiPushResult(pushed=pushed, platform_images=[])
 
 
 def _join_all(
+    run: _Run,
     selection: ImageSelection,
     platforms: Sequence[Platform],
     destinations: Sequence[Destination],
-    reporter: Reporter,
-    settings: PushSettings,
     unchanged: dict[str, dict[str, str]],
 ) -> list[Pushed]:
     groups = run_concurrently(
         [
             _named(
                 d.label,
-                partial(
-                    _join, d, selection, platforms, reporter, settings, unchanged.get(d.label, {})
-                ),
+                partial(_join, run, d, selection, platforms, unchanged.get(d.label, {})),
             )
             for d in destinations
         ]
@@ -318,39 +350,28 @@ def _join_all(
     return [p for group in groups for p in group]
 
 
-def _registry(
-    destination: Destination, name: str, reporter: Reporter, settings: PushSettings
-) -> tuple[RegistryClient, str, str]:
-    destination.prepare(name, reporter)
-    auth = destination.authenticate(reporter)
-    repository = destination.repository(name)
-    client = RegistryClient(destination.host, auth, timeout=settings.stall_seconds)
-    return client, repository, repository.partition("/")[2]
-
-
 def _guard(
+    run: _Run,
     destination: Destination,
     selection: ImageSelection,
     images: dict[Platform, ImageInfo],
-    reporter: Reporter,
-    settings: PushSettings,
 ) -> dict[str, str]:
     """Before anything is pushed: a release tag that already holds an index of exactly these
     images is left as it is (its digest returned); one holding anything else is refused."""
-    client, repository, path = _registry(destination, selection.name, reporter, settings)
+    client, repository, path = run.registry(destination, selection.name)
     reader = IndexReader(client, path)
     wanted = [(p, info.id) for p, info in images.items()]
     unchanged: dict[str, str] = {}
     for tag in selection.tags:
         if not is_release_tag(tag):
             continue
-        same = _retry(partial(reader.same_images, tag, wanted), settings, reporter, destination)
+        same = run.retry(partial(reader.same_images, tag, wanted), destination)
         if same is None:
             continue
         if same:
             existing = reader.manifest(tag)
             unchanged[tag] = existing.digest if existing else ""
-        elif not settings.allow_overwrite:
+        elif not run.settings.allow_overwrite:
             raise RegistryError(
                 f"release tag {repository}:{tag} already exists with different images; "
                 "refusing to overwrite it",
@@ -361,36 +382,32 @@ def _guard(
 
 
 def _join(
+    run: _Run,
     destination: Destination,
     selection: ImageSelection,
     platforms: Sequence[Platform],
-    reporter: Reporter,
-    settings: PushSettings,
     unchanged: dict[str, str],
 ) -> list[Pushed]:
     """Publish each tag's index at one registry, verified by reading the tag back."""
-    client, repository, path = _registry(destination, selection.name, reporter, settings)
+    client, repository, path = run.registry(destination, selection.name)
     reader = IndexReader(client, path)
     results: list[Pushed] = []
     for tag in selection.tags:
         reference = f"{repository}:{tag}"
         if tag in unchanged:
-            reporter.info(f"{reference} is already up to date ({unchanged[tag][:19]})")
+            run.reporter.info(f"{reference} is already up to date ({unchanged[tag][:19]})")
             results.append(Pushed(destination.label, reference, unchanged[tag], "unchanged"))
             continue
         entries = [
-            _retry(partial(reader.entry, platform_tag(tag, p), p), settings, reporter, destination)
+            run.retry(partial(reader.entry, platform_tag(tag, p), p), destination)
             for p in platforms
         ]
         index = build_index(entries)
-        protect = is_release_tag(tag) and not settings.allow_overwrite
-        status = _retry(
-            partial(publish_index, client, path, tag, index, protect=protect),
-            settings,
-            reporter,
-            destination,
+        protect = is_release_tag(tag) and not run.settings.allow_overwrite
+        status = run.retry(
+            partial(publish_index, client, path, tag, index, protect=protect), destination
         )
-        served = _retry(partial(reader.manifest, tag), settings, reporter, destination)
+        served = run.retry(partial(reader.manifest, tag), destination)
         if served is None or served.digest != index.digest:
             raise RegistryError(
                 f"{reference}: the registry serves {served.digest if served else 'nothing'} "
@@ -400,22 +417,11 @@ def _join(
             )
         shown = ", ".join(str(p) for p in platforms)
         if status == "unchanged":
-            reporter.info(f"{reference} is already up to date ({index.digest[:19]})")
+            run.reporter.info(f"{reference} is already up to date ({index.digest[:19]})")
         else:
-            reporter.info(f"published {reference}@{index.digest} ({shown})")
+            run.reporter.info(f"published {reference}@{index.digest} ({shown})")
         results.append(Pushed(destination.label, reference, index.digest, status))
     return results
-
-
-def _retry(
-    fn: Callable[[], T], settings: PushSettings, reporter: Reporter, destination: Destination
-) -> T:
-    def on_retry(attempt: int, error: RegistryError, delay: float) -> None:
-        reporter.warn(
-            f"{destination.label}: {error.kind} ({error.message}); retry {attempt} in {delay:.1f}s"
-        )
-
-    return call_with_retry(fn, settings.retry, on_retry=on_retry)
 
 
 def _dry_run(
