@@ -36,6 +36,7 @@ USER = "shipitci"
 TOKEN = "dckr_pat_" + "Sh1pitC1-token-for-tests"  # an access token, as Docker Hub issues them
 ORG = "acme"  # DOCKERHUB_NAMESPACE: an organisation the user may push to
 OUTSIDER, OUTSIDER_TOKEN = "mallory", "dckr_pat_" + "mallory-token"
+READER, READER_TOKEN = "reader", "dckr_pat_" + "read-only-token"  # may pull acme, not push
 VERSION = "1.0.0"
 
 
@@ -60,7 +61,11 @@ def hub(tmp_path: Path, docker_api: Any) -> Iterator[DockerHub]:
     reason = dockerhub_environment_ready()
     if reason:
         pytest.skip(f"Docker Hub stand-in unavailable: {reason}")
-    accounts = [Account(USER, TOKEN, namespaces=(ORG,)), Account(OUTSIDER, OUTSIDER_TOKEN)]
+    accounts = [
+        Account(USER, TOKEN, namespaces=(ORG,)),
+        Account(OUTSIDER, OUTSIDER_TOKEN),
+        Account(READER, READER_TOKEN, namespaces=(ORG,), read_only=True),
+    ]
     with running_dockerhub(tmp_path / "hub", accounts) as running:
         problem = engine_trust_problem(docker_api, running, USER, tmp_path)
         if problem:
@@ -208,6 +213,22 @@ def test_push_to_a_namespace_without_access_exits_3(
     assert "Traceback" not in push.stderr
     assert hub.tags(f"{ORG}/{project.name}", USER) == []
     assert all(not r.granted for r in hub.tokens.requests if r.account == OUTSIDER)
+
+
+@integration
+def test_read_only_access_token_cannot_push(
+    hub: DockerHub, project: Project, tmp_path: Path
+) -> None:
+    """A read-only token passes the pull-scoped release check but the engine's push is
+    denied: exit 3, nothing lands, the token is never printed."""
+    project.build("v1\n")
+    push = _push(project, _env(tmp_path, user=READER, token=READER_TOKEN))
+    assert push.returncode == 3, push.stderr[-3000:]
+    assert READER_TOKEN not in push.stdout + push.stderr
+    assert "Traceback" not in push.stderr
+    assert hub.tags(f"{ORG}/{project.name}", USER) == []
+    granted = hub.tokens.granted_scopes(READER)
+    assert granted and all(g.endswith(":pull") for g in granted), granted
 
 
 @integration

@@ -110,11 +110,13 @@ class SigningKey:
 @dataclass(frozen=True)
 class Account:
     """A user (``DOCKERHUB_USERNAME``) with an access token, allowed to push in ``namespaces``
-    (its own name plus any organisations)."""
+    (its own name plus any organisations) unless the token is read-only."""
 
     username: str
     token: str = field(repr=False)
     namespaces: tuple[str, ...] = ()
+    #: A read-only access token (Docker Hub's "Read-only" permission): pull, never push.
+    read_only: bool = False
 
     def may_access(self, repository: str) -> bool:
         namespace = repository.split("/", 1)[0]
@@ -235,6 +237,8 @@ class TokenServer:
                 continue
             kind, name, actions = parsed
             allowed = [a for a in actions if a in ("pull", "push", "delete", "*")]
+            if account.read_only:
+                allowed = [a for a in allowed if a == "pull"]
             if kind == "repository" and allowed and account.may_access(name):
                 granted.append({"type": kind, "name": name, "actions": allowed})
         return granted
