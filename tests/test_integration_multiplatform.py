@@ -322,6 +322,37 @@ def test_smoke_platform_runs_the_arm64_image_under_emulation(multi_project: Mult
     assert "qemu-user-static" in wrong.stderr
 
 
+def test_release_builds_and_publishes_both_platforms(
+    multi_project: MultiProject, registry: Registry
+) -> None:
+    name = multi_project.name
+    for tag in ("5.0.0", "5.0", "5"):
+        for suffix in ("linux-amd64", "linux-arm64"):
+            multi_project.cleanup.images.append(f"{name}:{tag}-{suffix}")
+    result = run_shipit(
+        "release", str(multi_project.path), "--registry", registry.address, "--name", name,
+        "--version", "5.0.0", "--no-latest", "--platform", PLATFORMS, "--json",
+        cwd=multi_project.path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    built = {p["platform"]: p for p in payload["build"]["platforms"]}
+    assert {p: b["architecture"] for p, b in built.items()} == {
+        "linux/amd64": "amd64",
+        "linux/arm64": "arm64",
+    }
+    multi_project.image_ids.extend(b["image_id"] for b in built.values())
+    _forget(multi_project.cleanup, [p["reference"] for p in payload["platform_images"]])
+    repo = f"{registry.address}/{name}"
+    assert [p["reference"] for p in payload["pushed"]] == [
+        f"{repo}:{t}" for t in ("5.0.0", "5.0", "5")
+    ]
+    raw = _skopeo("--raw", f"docker://{repo}:5.0.0")
+    assert set(_index_platforms(raw)) == set(built)
+    arm = _skopeo("--config", "--override-arch", "arm64", f"docker://{repo}:5.0.0")
+    assert arm["architecture"] == "arm64"
+
+
 # ---------------------------------------------------------------- the CI matrix flow
 
 
