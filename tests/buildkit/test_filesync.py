@@ -180,6 +180,9 @@ def test_only_requested_files_are_sent_and_counted(tmp_path: Path) -> None:
     (transfer,) = synced.provider.transfers
     assert (transfer.entries, transfer.requested, transfer.data_bytes) == (3, 1, 2)
     assert transfer.finished and synced.provider.sent_bytes() == 2
+    assert synced.provider.summary() == (
+        "context sent through file sync: 3 entries offered, 1 file (2 B) requested by the engine"
+    )
 
 
 def test_requests_sent_during_the_walk_are_served_after_it(tmp_path: Path) -> None:
@@ -325,6 +328,7 @@ def test_fifo_and_socket_are_skipped_like_the_tar(tmp_path: Path) -> None:
         sock.close()
     assert result.finished and result.paths == ["Dockerfile", "a"]
     assert synced.provider.transfers[0].skipped == ["pipe", "sock"]
+    assert synced.provider.summary().endswith("; skipped 2 special files")
 
 
 def test_walk_order_is_bytewise_per_directory(tmp_path: Path) -> None:

@@ -323,6 +323,9 @@ def test_rebuild_transfers_only_the_changed_file(
     second = synced_build(docker_api, root, tag("two"), key)
     assert second.error is None and second.image_id != first.image_id
     assert (second.main.entries, second.main.requested, second.main.data_bytes) == (7, 1, 18)
+    assert second.provider.summary() == (
+        "context sent through file sync: 7 entries offered, 1 file (18 B) requested by the engine"
+    )
 
     third = synced_build(docker_api, root, tag("three"), key)
     assert third.image_id == second.image_id

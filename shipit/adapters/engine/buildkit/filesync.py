@@ -365,10 +365,34 @@ class FileSyncProvider:
         finally:
             transfer.ended = True
 
+    def summary(self) -> str:
+        """One line for ``-v``: what the engine was shown and what it asked for."""
+        with self._lock:
+            transfers = [t for t in self.transfers if t.dir_name == CONTEXT_DIR]
+        entries = max((t.entries for t in transfers), default=0)
+        files = sum(t.requested for t in transfers)
+        sent = sum(t.data_bytes for t in transfers)
+        skipped = sorted({p for t in transfers for p in t.skipped})
+        line = (
+            f"context sent through file sync: {entries:,} entries offered, "
+            f"{files:,} file{'s' if files != 1 else ''} ({_size(sent)}) requested by the engine"
+        )
+        if skipped:
+            line += f"; skipped {len(skipped)} special file{'s' if len(skipped) != 1 else ''}"
+        return line
+
     def sent_bytes(self, dir_name: str = CONTEXT_DIR) -> int:
         """File content sent for ``dir_name`` over all transfers."""
         with self._lock:
             return sum(t.data_bytes for t in self.transfers if t.dir_name == dir_name)
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f} KiB"
+    return f"{count / (1024 * 1024):.1f} MiB"
 
 
 @dataclass(frozen=True)
