@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from shipit import context as ctxmod
 from shipit.context import (
     ContextArchive,
     IgnoreMatcher,
@@ -28,6 +27,9 @@ from shipit.context import (
     parse_dockerignore,
     read_dockerignore,
 )
+from shipit.context import ignore as ignore_rules
+from shipit.context import tar as tar_writer
+from shipit.context import walker as context_walker
 from shipit.errors import UsageError
 
 # --------------------------------------------------------------------------------------------
@@ -327,7 +329,7 @@ def test_go_patternmatcher_table(pattern: str, text: str, kind: str) -> None:
 )
 def test_go_compile_table(pattern: str, kind: str, regexp: str) -> None:
     kinds = {"exact": 0, "prefix": 1, "suffix": 2, "regexp": 3}
-    got_kind, source = ctxmod._go_compile(pattern)
+    got_kind, source = ignore_rules._go_compile(pattern)
     assert got_kind == kinds[kind]
     if kind == "regexp":
         assert source == regexp
@@ -575,7 +577,7 @@ def test_fast_header_is_byte_identical_to_tarfile(
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     expected = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-    assert ctxmod._ustar_header(name, kind, mode, mtime, size, link) == expected
+    assert tar_writer._ustar_header(name, kind, mode, mtime, size, link) == expected
 
 
 def test_secret_like_paths(tmp_path: Path) -> None:
@@ -637,7 +639,7 @@ def scanned(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         visited.append(str(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(ctxmod.os, "scandir", recording_scandir)
+    monkeypatch.setattr(context_walker.os, "scandir", recording_scandir)
     yield visited
 
 
@@ -714,7 +716,7 @@ def test_unreadable_file_names_the_file(tmp_path: Path, monkeypatch: pytest.Monk
             raise PermissionError(13, "Permission denied", path)
         return real_open(path, flags, mode)
 
-    monkeypatch.setattr(ctxmod.os, "open", deny)
+    monkeypatch.setattr(tar_writer.os, "open", deny)
     with pytest.raises(UsageError, match=r"cannot read '.*secret/data\.bin'.*Permission denied"):
         pack(root)
     # excluded files are never opened
@@ -739,7 +741,7 @@ def test_changed_file_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         st = real_fstat(fd)
         return Grown(st) if stat.S_ISREG(st.st_mode) and st.st_size == 3 else st
 
-    monkeypatch.setattr(ctxmod.os, "fstat", lying_fstat)
+    monkeypatch.setattr(tar_writer.os, "fstat", lying_fstat)
     with pytest.raises(UsageError, match="changed while the build context was archived"):
         pack(root)
 
@@ -927,3 +929,29 @@ def test_a_non_ascii_first_entry_is_one_plain_header(tmp_path: Path) -> None:
         first = tarfile.TarInfo.frombuf(archive.fileobj.read(512), "utf-8", "surrogateescape")
         assert (first.name, first.type) == ("0-ünïcode.txt", tarfile.REGTYPE)
         assert read_member(archive, "0-ünïcode.txt") == b"u"
+
+
+def test_walk_context_yields_the_tar_entries_in_the_tar_order(tmp_path: Path) -> None:
+    root = make_tree(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": "FROM scratch\n",
+            "b.txt": "b",
+            "a/keep.txt": "k",
+            "a/drop.log": "d",
+            "docs/README.md": "r",
+            "docs/other.md": "o",
+            "node_modules/x/index.js": "x",
+        },
+        dirs=("empty",),
+    )
+    ignore = "*.log\n**/*.log\nnode_modules\ndocs\n!docs/README.md\nDockerfile\n"
+    archive = pack(root, ignore)
+    (root / ".dockerignore").write_text(ignore)
+    walked = context_walker.walk_context(
+        str(root),
+        IgnoreMatcher(read_dockerignore(root)),
+        forced={".dockerignore", "Dockerfile"},
+    )
+    assert [entry.relpath for entry in walked] == [m.name for m in members(archive)]
+    assert "docs/README.md" in names(archive) and "a/drop.log" not in names(archive)

@@ -15,26 +15,22 @@ from shipit.cli import app
 from shipit.cli.wiring import Clients
 from shipit.errors import EngineUnavailableError, UsageError
 from shipit.output.reporter import OutputMode, Reporter
-from shipit.services import runtime
-from shipit.services.runtime import (
+from shipit.services import smoke as smoke_module
+from shipit.services.containers import repository_of
+from shipit.services.inspect import (
     Comparison,
     ImageReport,
     Layer,
-    RunOptions,
-    SmokeTestFailed,
-    apply_prune,
     clean_instruction,
-    follow_container,
     format_comparison,
     format_healthcheck,
     format_report,
     inspect_image,
-    plan_prune,
     render_tables,
-    repository_of,
-    smoke_test,
-    start_container,
 )
+from shipit.services.prune import apply_prune, plan_prune
+from shipit.services.run import RunOptions, follow_container, start_container
+from shipit.services.smoke import SmokeTestFailed, smoke_test
 from tests.fakes import FakeAPI
 
 runner = CliRunner()
@@ -265,7 +261,7 @@ def test_smoke_cli_json_is_one_object(
 ) -> None:
     fake_api.add_image("demo:latest")
     fake_api.health_script = ["healthy"]
-    monkeypatch.setattr(runtime, "probe_http", answering(200))
+    monkeypatch.setattr(smoke_module, "probe_http", answering(200))
     result = runner.invoke(app, ["smoke", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -279,7 +275,7 @@ def test_smoke_cli_uses_the_push_selection(
 ) -> None:
     fake_api.add_image("other:edge")
     fake_api.health_script = ["healthy"]
-    monkeypatch.setattr(runtime, "probe_http", answering(200))
+    monkeypatch.setattr(smoke_module, "probe_http", answering(200))
     result = runner.invoke(app, ["smoke", "--name", "other", "--tag", "edge", "--path", "ready"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("healthy other:edge in ")
@@ -292,7 +288,7 @@ def test_smoke_cli_exits_7_with_log_lines(
     fake_api.add_image("demo:latest")
     fake_api.health_script = ["unhealthy"]
     fake_api.log_lines = ["booting", "crashed: no database"]
-    monkeypatch.setattr(runtime, "probe_http", answering(500))
+    monkeypatch.setattr(smoke_module, "probe_http", answering(500))
     result = runner.invoke(app, ["smoke"])
     assert result.exit_code == 7, result.output
     assert "  | [log] crashed: no database" in result.stderr

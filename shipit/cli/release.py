@@ -192,7 +192,7 @@ def release(
             with reporter.phase("Build"):
                 built = build_image(settings, engine, reporter)
             if smoke:
-                from shipit.services.runtime import smoke_test
+                from shipit.services.smoke import smoke_test
 
                 with reporter.phase("Smoke test"):
                     result = smoke_test(

@@ -48,7 +48,7 @@ def smoke(
 
     def body() -> None:
         from shipit.services.build import parse_pairs
-        from shipit.services.runtime import smoke_test
+        from shipit.services.smoke import smoke_test
 
         environment = parse_pairs(env or (), "--env")
         _, reference = select_reference(name, tag, version, latest)
@@ -119,7 +119,7 @@ def run_command(
 
     def body() -> None:
         from shipit.services.build import parse_pairs
-        from shipit.services.runtime import RunOptions, follow_container, start_container
+        from shipit.services.run import RunOptions, follow_container, start_container
 
         environment = parse_pairs(env or (), "--env")
         image_name, reference = select_reference(name, tag, version, latest)
@@ -187,7 +187,7 @@ def inspect_command(
     reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
-        from shipit.services.runtime import Comparison, inspect_image, show_reports
+        from shipit.services.inspect import Comparison, inspect_image, show_reports
 
         reference = image or select_reference(None, None, None, None)[1]
         engine = connect_engine()
@@ -233,7 +233,7 @@ def prune(
     reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
-        from shipit.services.runtime import apply_prune, describe_plan, plan_prune
+        from shipit.services.prune import apply_prune, describe_plan, plan_prune
 
         image_name = select_reference(name, None, None, None)[0]
         engine = connect_engine()
