@@ -653,3 +653,14 @@ def test_engine_that_goes_silent_is_ended_by_the_session_closing(
         silent.set()  # the fake engine's own sending thread
     assert time.monotonic() - started < 5
     assert not provider.transfers[0].finished
+
+
+def test_a_name_that_is_not_utf8_goes_as_its_bytes(tmp_path: Path) -> None:
+    root = tree(tmp_path / "ctx", {})
+    raw = b"caf\xe9.txt"  # Latin-1, not UTF-8
+    with open(os.path.join(os.fsencode(root), raw), "wb") as f:
+        f.write(b"x")
+    result = context(root)
+    name = os.fsdecode(raw)
+    assert result.paths == ["Dockerfile", name] and result.files[name] == b"x"
+    assert b"\x0a\x08caf\xe9.txt" in next(r for r in result.raw if b"caf" in r)

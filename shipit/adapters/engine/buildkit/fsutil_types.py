@@ -108,6 +108,12 @@ def can_request_data(go_mode: int) -> bool:
     return go_mode & MODE_TYPE == 0
 
 
+def _raw(text: str) -> bytes:
+    """A name as the file system holds it (Go strings are bytes: a name that is not UTF-8
+    goes as it is, as the docker CLI sends it)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 @dataclass
 class Stat:
     """fsutil ``types.Stat``: one entry of the walk (``path`` is relative, slash-separated)."""
@@ -125,18 +131,18 @@ class Stat:
 
     def encode(self) -> bytes:
         out = (
-            wire.field_string(1, self.path)
+            wire.field_bytes(1, _raw(self.path))
             + wire.field_varint(2, self.mode)
             + wire.field_varint(3, self.uid)
             + wire.field_varint(4, self.gid)
             + wire.field_varint(5, self.size)
             + wire.field_varint(6, self.mod_time)
-            + wire.field_string(7, self.linkname)
+            + wire.field_bytes(7, _raw(self.linkname))
             + wire.field_varint(8, self.devmajor)
             + wire.field_varint(9, self.devminor)
         )
         for name in sorted(self.xattrs):  # a map is a repeated {1: key, 2: value} entry
-            entry = wire.field_string(1, name) + wire.field_bytes(2, self.xattrs[name])
+            entry = wire.field_bytes(1, _raw(name)) + wire.field_bytes(2, self.xattrs[name])
             out += wire.field_message(10, entry)
         return out
 
