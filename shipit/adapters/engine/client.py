@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from shipit.adapters.classify import classify_registry_message
+from shipit.adapters.engine.request_limits import check_build_query, url_too_long
 from shipit.errors import (
     BuildError,
     EngineUnavailableError,
@@ -47,6 +48,53 @@ def _ignore(_: Event) -> None:
     return None
 
 
+# How long the first request may take: a healthy engine answers /version in milliseconds.
+PROBE_SECONDS = 10.0
+# Any version docker-py accepts, so that building the client makes no request (the probe
+# replaces it with the engine's own).
+_PROBE_API_VERSION = "1.24"
+
+
+def _probe_api_version(api: Any, host: str, timeout: float) -> str:
+    """The engine's API version (`GET /version`), telling a silent engine from a missing one."""
+    import requests.exceptions
+
+    api.timeout = timeout
+    try:
+        version = api.version(api_version=False)
+    except requests.exceptions.Timeout as exc:
+        raise EngineUnavailableError(
+            f"the Docker engine at {host} accepted the connection but did not answer within "
+            f"{timeout:g}s: it is not answering",
+            hint=_silent_engine_hint(host),
+        ) from exc
+    except Exception as exc:  # connection refused, no socket, TLS failure, an HTTP error
+        raise EngineUnavailableError(
+            f"cannot reach the Docker engine at {host}",
+            hint="start Docker (or dockerd), or point DOCKER_HOST at a running engine",
+        ) from exc
+    answer = version.get("ApiVersion") if isinstance(version, dict) else None
+    if not isinstance(answer, str) or not answer:
+        raise EngineUnavailableError(
+            f"{host} answered, but not like a Docker engine (no API version)",
+            hint="check that DOCKER_HOST points at the Docker engine",
+        )
+    return answer
+
+
+def _silent_engine_hint(host: str) -> str:
+    if host.startswith("unix://"):
+        check = f"curl --unix-socket {host[len('unix://') :]} http://localhost/_ping"
+    else:
+        address = host.split("://", 1)[-1]
+        check = f"curl http://{address}/_ping (https with TLS)"
+    return (
+        f"check it with 'docker version' or '{check}'; if it hangs, the engine is stuck or "
+        "overloaded: look at its log (journalctl -u docker) or restart it, or point DOCKER_HOST "
+        "at another engine"
+    )
+
+
 # ---------------------------------------------------------------- the engine
 
 
@@ -58,15 +106,24 @@ class Engine:
         self.host = host
 
     @classmethod
-    def connect(cls, env: Mapping[str, str], *, timeout: float = 60.0) -> Engine:
-        """Reach the engine `docker.from_env()` would (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH)."""
+    def connect(
+        cls, env: Mapping[str, str], *, timeout: float = 60.0, probe_timeout: float = PROBE_SECONDS
+    ) -> Engine:
+        """Reach the engine `docker.from_env()` would (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
+
+        The first request (the API version) waits at most `probe_timeout`: an engine that
+        accepts the connection and never answers is reported as such, not as a missing engine.
+        Every later request waits up to `timeout`.
+        """
         import docker
         import docker.errors
 
         host = env.get("DOCKER_HOST") or DEFAULT_SOCKET
+        probe = min(timeout, probe_timeout)
         try:
             kwargs = docker.utils.kwargs_from_env(environment=dict(env))
-            api = docker.APIClient(version="auto", timeout=int(timeout), **kwargs)
+            # A fixed version makes no request; the probe below asks the engine for its own.
+            api = docker.APIClient(version=_PROBE_API_VERSION, timeout=int(timeout), **kwargs)
         except docker.errors.TLSParameterError as exc:
             raise EngineUnavailableError(
                 f"Docker TLS settings are invalid for {host}: {exc}",
@@ -77,7 +134,15 @@ class Engine:
                 f"cannot reach the Docker engine at {host}",
                 hint="start Docker (or dockerd), or point DOCKER_HOST at a running engine",
             ) from exc
+        api._version = _probe_api_version(api, host, probe)
+        api.timeout = timeout
         return cls(api, host=host)
+
+    def registry_config(self) -> dict[str, Any]:
+        """The engine's registry trust (`docker info` RegistryConfig: IndexConfigs, CIDRs)."""
+        info = self._call(self.api.info)
+        config = info.get("RegistryConfig") if isinstance(info, dict) else None
+        return dict(config) if isinstance(config, dict) else {}
 
     # ------------------------------------------------------------ images
 
@@ -200,6 +265,7 @@ class Engine:
             kwargs["network_mode"] = network_mode
         if cache_from:
             kwargs["cache_from"] = list(cache_from)
+        check_build_query(buildargs, labels)
         stream = self._call(self.api.build, **kwargs)
         return read_build_stream(self._guard_stream(stream, BuildError), on_event)
 
@@ -282,7 +348,22 @@ class Engine:
     def _guard_stream(
         self, stream: Iterator[dict[str, Any]], error_cls: type[ShipitError]
     ) -> Iterator[dict[str, Any]]:
-        """Re-raise transport and API errors met while reading a stream as shipit errors."""
+        """Re-raise transport and API errors met while reading a stream as shipit errors.
+
+        A build the engine refuses for its URL size (414/431: build args and labels travel in
+        the URL) is a usage error, however the refusal reached us.
+        """
+        try:
+            yield from self._guarded(stream, error_cls)
+        except Exception as exc:
+            too_long = _url_refusal(exc) if error_cls is BuildError else None
+            if too_long is not None:
+                raise too_long from exc
+            raise
+
+    def _guarded(
+        self, stream: Iterator[dict[str, Any]], error_cls: type[ShipitError]
+    ) -> Iterator[dict[str, Any]]:
         import docker.errors
         import requests.exceptions
         import urllib3.exceptions
@@ -313,7 +394,10 @@ class Engine:
                 transient=True,
                 kind="timeout",
             ) from exc
-        except requests.exceptions.ConnectionError as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
             raise EngineUnavailableError(
                 f"lost the connection to the Docker engine at {self.host} while streaming"
             ) from exc
@@ -588,6 +672,20 @@ class Engine:
             return datetime.fromisoformat(text).timestamp()
         except ValueError:
             return None
+
+
+def _url_refusal(exc: BaseException) -> UsageError | None:
+    """The usage error for a 414/431 answer found anywhere in an exception's chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        response = getattr(current, "response", None)
+        error = url_too_long(getattr(response, "status_code", None))
+        if error is not None:
+            return error
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _api_message(exc: Any) -> str:

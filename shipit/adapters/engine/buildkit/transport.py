@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from shipit.adapters.engine.request_limits import check_build_query
 from shipit.errors import EngineUnavailableError
 
 MAX_RESPONSE_HEAD = 64 * 1024
@@ -262,6 +263,7 @@ def post_build(api: Any, request: BuildRequest, context: Body) -> Iterator[dict[
     connection errors) propagate: the engine adapter turns them into shipit errors. A failed
     build is a chunk with ``errorDetail`` in an HTTP 200 stream: read the stream to its end.
     """
+    check_build_query(request.buildargs, request.labels)  # they travel in the URL
     headers = {"Content-Type": "application/x-tar"}
     response = api._post(
         api._url("/build"),
