@@ -435,3 +435,43 @@ def test_fifo_and_socket_in_the_context_are_skipped(
         "ctx/Dockerfile",
         "ctx/a.txt",
     ]
+
+
+DOCKER_CLI = "/usr/bin/docker"  # the 20.10 CLI: BuildKit with a session and fsutil's file sync
+
+
+def cli_build(root: Path, tag: str) -> str:
+    if not os.access(DOCKER_CLI, os.X_OK):
+        pytest.skip(f"{DOCKER_CLI} (the docker CLI with BuildKit) is missing")
+    done = subprocess.run(
+        [DOCKER_CLI, "build", "-q", "-t", tag, str(root)],
+        env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_synced_layer_is_byte_identical_to_the_docker_clis(
+    docker_api: Any, tmp_path: Path, tag: Callable[[str], str]
+) -> None:
+    """Same tree, same engine: the layer shipit's sync produces has the diff id of the one
+    `DOCKER_BUILDKIT=1 docker build` produces (names, modes, owners, nanosecond mtimes,
+    symlinks, hard links, contents). With a FIFO in the tree, which shipit leaves out as its
+    tar does, the images still hold the same files."""
+    root = ground_truth_tree(tmp_path / "ctx")
+    (root / "fifo").unlink()
+    synced = synced_build(docker_api, root, tag("synced"), uuid.uuid4().hex)
+    assert synced.image_id
+    cli_image = cli_build(root, tag("cli"))
+    layers = docker_api.inspect_image(synced.image_id)["RootFS"]["Layers"]
+    assert layers == docker_api.inspect_image(cli_image)["RootFS"]["Layers"]
+
+    os.mkfifo(root / "fifo")
+    synced = synced_build(docker_api, root, tag("synced-fifo"), uuid.uuid4().hex)
+    assert synced.image_id
+    ours = image_files(docker_api, synced.image_id, tmp_path)
+    theirs = image_files(docker_api, cli_build(root, tag("cli-fifo")), tmp_path)
+    assert ours == theirs and "ctx/fifo" not in ours
