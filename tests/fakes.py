@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from shipit.cli.wiring import Clients
+from tests.support.fake_buildkit import BuildKitFakeMixin
 
 
 class FakeNotFound(Exception):
@@ -34,8 +35,11 @@ class _ImageTable(dict[str, dict[str, Any]]):
         return self.api.list_images(filters)
 
 
-class FakeAPI:
-    """Records every call; `build_chunks`/`push_chunks` decide what the streams carry."""
+class FakeAPI(BuildKitFakeMixin):
+    """Records every call; `build_chunks`/`push_chunks` decide what the streams carry.
+
+    BuildKit builds (`POST /build?version=2`) come through the mixin's plumbing and are
+    recorded as `build` calls too (see tests/support/fake_buildkit.py)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []

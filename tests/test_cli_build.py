@@ -95,7 +95,11 @@ def test_build_sends_labels_and_version_args(project: Path, fake_api: FakeAPI) -
     created = datetime.fromtimestamp(int(committed), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert labels["org.opencontainers.image.created"] == created  # the commit's, not the clock's
     assert labels["team"] == "web"
-    assert kwargs["buildargs"] == {"APP_VERSION": "2.0.0", "APP_REVISION": head(project)}
+    assert kwargs["buildargs"] == {
+        "APP_VERSION": "2.0.0",
+        "APP_REVISION": head(project),
+        "BUILDKIT_INLINE_CACHE": "1",  # every image can be a --cache-from source
+    }
     assert "s3cr3t" not in result.output
 
 
@@ -132,7 +136,10 @@ def test_build_without_cache_from_sends_no_cache_source(
     assert [b.get("cache_from") for b in builds] == [None] * len(builds)
 
 
-def test_no_cache_builds_the_builder_stage_once(project: Path, fake_api: FakeAPI) -> None:
+def test_no_cache_builds_the_builder_stage_once(
+    project: Path, fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_BUILDKIT", "0")  # the legacy builder's behaviour
     (project / "Dockerfile").write_text(MULTI_STAGE)
     result = runner.invoke(app, ["build", "--no-cache"])
     assert result.exit_code == 0, result.output
@@ -144,7 +151,10 @@ def test_no_cache_builds_the_builder_stage_once(project: Path, fake_api: FakeAPI
     ]
 
 
-def test_build_with_cache_from_adds_each_stage_own_tag(project: Path, fake_api: FakeAPI) -> None:
+def test_build_with_cache_from_adds_each_stage_own_tag(
+    project: Path, fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_BUILDKIT", "0")  # the legacy builder's behaviour
     (project / "Dockerfile").write_text(MULTI_STAGE)
     fake_api.add_image("reg.example/demo:latest")
     fake_api.add_image("reg.example/demo:buildcache")
@@ -207,7 +217,10 @@ def test_bad_input_exits_with_code_and_one_line(
     assert not any(c[0] == "build" for c in fake_api.calls), "engine contacted before validation"
 
 
-def test_failing_run_step_exits_5_with_step_and_output(project: Path, fake_api: FakeAPI) -> None:
+def test_failing_run_step_exits_5_with_step_and_output(
+    project: Path, fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_BUILDKIT", "0")  # the legacy builder's behaviour
     fake_api.build_chunks = [
         {"stream": "Step 1/2 : FROM scratch\n"},
         {"stream": "Step 2/2 : RUN false\n"},

@@ -88,6 +88,8 @@ def build_options(**values: Any) -> Any:
         no_cache=values["no_cache"],
         network=values["network"],
         cache_from=values["cache_from"] or (),
+        secrets=values.get("secret") or (),
+        ssh=values.get("ssh") or (),
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from shipit.adapters.engine.client import Engine
 from shipit.adapters.git import GitInfo, read_git_info
@@ -15,6 +16,7 @@ from shipit.config import FileConfig
 from shipit.errors import UsageError
 from shipit.output.reporter import Reporter
 from shipit.reference import normalise_name, validate_name
+from shipit.services.builders import SessionPlan
 from shipit.services.tags import compute_tags
 
 SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW(OR)?D|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
@@ -48,6 +50,9 @@ class BuildOptions:
     no_cache: bool = False
     network: str | None = None
     cache_from: Sequence[str] = ()
+    # docker's --secret id=ID[,src=PATH|,env=VAR] and --ssh default|ID[=SOCKET] (BuildKit only)
+    secrets: Sequence[str] = ()
+    ssh: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,10 @@ class BuildSettings:
     # A stage named "builder" is also tagged NAME:buildcache, so CI can push it
     # (`shipit push --push-cache`) and later builds can reuse it (`--cache-from`).
     cache_stage: str | None = None
+    # "buildkit" or "legacy" when DOCKER_BUILDKIT or the config chose; None: the engine decides.
+    builder: str | None = None
+    # What a BuildKit build's session serves (secrets, SSH agents, registry credentials).
+    session: SessionPlan = field(default_factory=SessionPlan)
 
 
 @dataclass(frozen=True)
@@ -247,12 +256,10 @@ def resolve_build_settings(
         build_args[APP_REVISION_ARG] = revision
 
     labels = {**config.labels, **oci_labels(image, env, now=now), **user_labels}
-    warnings = tuple(
-        f"build arg '{key}' looks like a secret: build args are stored in the image history "
-        "(docker history shows them); pass secrets at run time instead"
-        for key in {**config.build_args, **cli_args}
-        if SECRET_NAME_RE.search(key)
-    )
+    text = dockerfile.read_text(encoding="utf-8", errors="replace")
+    warnings = _arg_warnings([*config.build_args, *cli_args], text)
+    cache_from = tuple(options.cache_from or config.cache_from)
+    builder, session = _builder_and_session(options, config, env, text, build_args, cache_from)
     return BuildSettings(
         context=context,
         dockerfile=dockerfile,
@@ -264,12 +271,74 @@ def resolve_build_settings(
         pull=options.pull,
         no_cache=options.no_cache,
         network=options.network,
-        cache_from=tuple(options.cache_from or config.cache_from),
+        cache_from=cache_from,
         warnings=warnings,
         cache_stage=CACHE_STAGE
         if not (options.target or config.target) and CACHE_STAGE in _stage_names(dockerfile)
         else None,
+        builder=builder,
+        session=session,
     )
+
+
+def _arg_warnings(given: Sequence[str], dockerfile_text: str) -> tuple[str, ...]:
+    """Build args that look like secrets (history keeps them) or that no ARG declares (a typo
+    builds with the default silently; BuildKit does not say so)."""
+    from shipit.services.builders import unused_build_args
+
+    names = list(dict.fromkeys(given))
+    secret_like = [
+        f"build arg '{key}' looks like a secret: build args are stored in the image history "
+        f"(docker history shows them); pass it with --secret id={key},env={key} and read it "
+        f"in a RUN --mount=type=secret,id={key} step"
+        for key in names
+        if SECRET_NAME_RE.search(key)
+    ]
+    unused = [
+        f"build arg '{key}' is not used: the Dockerfile declares no ARG {key}"
+        for key in unused_build_args(names, dockerfile_text, ignore=_OWN_ARGS)
+    ]
+    return (*secret_like, *unused)
+
+
+_OWN_ARGS = (APP_VERSION_ARG, APP_REVISION_ARG)
+
+
+def _builder_and_session(
+    options: BuildOptions,
+    config: FileConfig,
+    env: Mapping[str, str],
+    dockerfile_text: str,
+    build_args: Mapping[str, str],
+    cache_from: Sequence[str],
+) -> tuple[str | None, SessionPlan]:
+    """The builder asked for, and what a BuildKit session would serve; every --secret and
+    --ssh source is checked here, before the engine is called."""
+    from shipit.adapters.engine.buildkit.secrets import SecretSource
+    from shipit.adapters.engine.buildkit.sshforward import AgentSource
+    from shipit.services.builders import LEGACY, plan_session, requested_builder
+
+    builder = requested_builder(env, config.builder)
+    secrets = [SecretSource.parse(spec, env) for spec in options.secrets]
+    for source in secrets:
+        source.read(env)  # a missing file or variable is a usage error now
+    ssh = [AgentSource.parse(spec, env) for spec in options.ssh]
+    if builder == LEGACY and (secrets or ssh):
+        raise UsageError(
+            '--secret and --ssh need BuildKit, but DOCKER_BUILDKIT=0 or builder = "legacy" '
+            "selects the legacy builder"
+        )
+    refs = [r for ref in cache_from for r in (ref, cache_image_ref(ref))]
+    plan = plan_session(
+        dockerfile_text,
+        build_args=build_args,
+        cache_from=refs,
+        secrets=secrets,
+        ssh=ssh,
+        env=env,
+        always=env.get("SHIPIT_BUILD_SESSION", "") == "1",
+    )
+    return builder, plan
 
 
 CREATED_LABEL = "org.opencontainers.image.created"
@@ -314,61 +383,143 @@ def oci_labels(
 def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> BuildResult:
     """Send the context, build, apply every tag; the Python API behind `shipit build`."""
     from shipit.context import create_context_archive
+    from shipit.services.builders import BUILDKIT, choose_builder
 
     for warning in settings.warnings:
         reporter.warn(warning)
+    choice = choose_builder(settings.builder, engine.version())
+    if choice.note:
+        reporter.info(choice.note)
+    reporter.detail(f"builder: {choice.kind} ({choice.reason})")
+    if choice.kind != BUILDKIT and (settings.session.secrets or settings.session.ssh):
+        raise UsageError(f"--secret and --ssh need BuildKit: {choice.reason}")
     image = settings.image
-    cache_from = list(settings.cache_from)
-    if cache_from:
-        cache_from = _pull_cache_images(cache_from, engine, reporter)
     with create_context_archive(settings.context, settings.dockerfile) as archive:
-        if archive.secret_like:
-            shown = ", ".join(archive.secret_like[:8])
-            more = (
-                f" and {len(archive.secret_like) - 8} more" if len(archive.secret_like) > 8 else ""
-            )
-            reporter.warn(
-                f"the build context sends files that look secret: {shown}{more}; "
-                f"add them to {settings.context.name}/.dockerignore"
-            )
-        reporter.detail(
-            f"context {settings.context}: {archive.file_count} files, {archive.size_bytes} bytes"
-        )
-        labels = settings.labels
-        if CREATED_LABEL not in labels:
-            newest = archive.newest_mtime or int(time.time())
-            labels = {**labels, CREATED_LABEL: _rfc3339(datetime.fromtimestamp(newest, tz=UTC))}
-        stages: list[tuple[str | None, str]] = []
-        if settings.cache_stage:
-            stages.append((settings.cache_stage, f"{image.name}:{CACHE_TAG}"))
-        stages.append((settings.target, f"{image.name}:{image.tags[0]}"))
-        image_id = ""
-        for index, (target, tag) in enumerate(stages):
-            no_cache, sources = settings.no_cache, stage_cache_from(cache_from, tag)
-            if settings.no_cache and index > 0:
-                # --no-cache built the builder stage afresh a moment ago: the whole file reuses
-                # only that (a cache source limits the engine to its layers), not older builds.
-                no_cache, sources = False, [stages[0][1]]
-            archive.fileobj.seek(0)
-            with reporter.progress(f"Building {tag}") as view:
-                image_id = engine.build(
-                    archive.fileobj,
-                    dockerfile=archive.dockerfile,
-                    tag=tag,
-                    buildargs=settings.build_args,
-                    labels=labels,
-                    target=target,
-                    platform=settings.platform,
-                    pull=settings.pull,
-                    nocache=no_cache,
-                    network_mode=settings.network,
-                    cache_from=sources,
-                    on_event=view,
-                )
+        labels = _context_labels(settings, archive, reporter)
+        if choice.kind == BUILDKIT:
+            image_id = _build_buildkit(settings, engine, reporter, archive, labels)
+        else:
+            image_id = _build_legacy(settings, engine, reporter, archive, labels)
+    if settings.platform:
+        _check_platform(settings, engine, image_id)
     for tag in image.tags[1:]:
         engine.tag(image_id, image.name, tag)
     info = engine.require_image(image_id)
     return BuildResult(name=image.name, image_id=info.id, tags=image.tags, size_bytes=info.size)
+
+
+def _context_labels(settings: BuildSettings, archive: Any, reporter: Reporter) -> dict[str, str]:
+    """Warn about secret-looking files sent; the labels with `created` from the context."""
+    if archive.secret_like:
+        shown = ", ".join(archive.secret_like[:8])
+        more = f" and {len(archive.secret_like) - 8} more" if len(archive.secret_like) > 8 else ""
+        reporter.warn(
+            f"the build context sends files that look secret: {shown}{more}; "
+            f"add them to {settings.context.name}/.dockerignore"
+        )
+    reporter.detail(
+        f"context {settings.context}: {archive.file_count} files, {archive.size_bytes} bytes"
+    )
+    labels = dict(settings.labels)
+    if CREATED_LABEL not in labels:
+        newest = archive.newest_mtime or int(time.time())
+        labels[CREATED_LABEL] = _rfc3339(datetime.fromtimestamp(newest, tz=UTC))
+    return labels
+
+
+def _build_buildkit(
+    settings: BuildSettings,
+    engine: Engine,
+    reporter: Reporter,
+    archive: Any,
+    labels: Mapping[str, str],
+) -> str:
+    """BuildKit: the final image first (with --no-cache only it skips the cache; the builder
+    stage's request then reuses what it just built), every image with inline cache metadata,
+    --cache-from handed to the engine (it fetches only what it reuses), no pulls here."""
+    from shipit.adapters.engine.buildkit.build import network_mode
+    from shipit.services.builders import INLINE_CACHE, BuildKitStage, build_stages
+
+    image = settings.image
+    stages = [BuildKitStage(settings.target, f"{image.name}:{image.tags[0]}", settings.no_cache)]
+    if settings.cache_stage:
+        stages.append(BuildKitStage(settings.cache_stage, f"{image.name}:{CACHE_TAG}"))
+    request = {
+        "dockerfile": archive.dockerfile,
+        "buildargs": {**settings.build_args, **INLINE_CACHE},
+        "labels": dict(labels),
+        "pull": settings.pull,
+        "platform": settings.platform,
+        "networkmode": network_mode(settings.network),
+    }
+    image_ids = build_stages(
+        stages,
+        request,
+        engine=engine,
+        reporter=reporter,
+        fileobj=archive.fileobj,
+        plan=settings.session,
+        cache_sources=settings.cache_from,
+        own_cache_sources=[cache_image_ref(ref) for ref in settings.cache_from],
+    )
+    return image_ids[0]
+
+
+def _build_legacy(
+    settings: BuildSettings,
+    engine: Engine,
+    reporter: Reporter,
+    archive: Any,
+    labels: Mapping[str, str],
+) -> str:
+    """The legacy builder: --cache-from images pulled first, the builder stage first."""
+    image = settings.image
+    cache_from = list(settings.cache_from)
+    if cache_from:
+        cache_from = _pull_cache_images(cache_from, engine, reporter)
+    stages: list[tuple[str | None, str]] = []
+    if settings.cache_stage:
+        stages.append((settings.cache_stage, f"{image.name}:{CACHE_TAG}"))
+    stages.append((settings.target, f"{image.name}:{image.tags[0]}"))
+    image_id = ""
+    for index, (target, tag) in enumerate(stages):
+        no_cache, sources = settings.no_cache, stage_cache_from(cache_from, tag)
+        if settings.no_cache and index > 0:
+            # --no-cache built the builder stage afresh a moment ago: the whole file reuses
+            # only that (a cache source limits the engine to its layers), not older builds.
+            no_cache, sources = False, [stages[0][1]]
+        archive.fileobj.seek(0)
+        with reporter.progress(f"Building {tag}") as view:
+            image_id = engine.build(
+                archive.fileobj,
+                dockerfile=archive.dockerfile,
+                tag=tag,
+                buildargs=settings.build_args,
+                labels=labels,
+                target=target,
+                platform=settings.platform,
+                pull=settings.pull,
+                nocache=no_cache,
+                network_mode=settings.network,
+                cache_from=sources,
+                on_event=view,
+            )
+    return image_id
+
+
+def _check_platform(settings: BuildSettings, engine: Engine, image_id: str) -> None:
+    """Never leave a silent native image: a build for another platform than asked is untagged
+    and fails (the legacy builder builds a local base image's platform without a word)."""
+    from shipit.errors import BuildError
+    from shipit.services.builders import check_platform
+
+    assert settings.platform is not None
+    info = engine.require_image(image_id)
+    try:
+        check_platform(settings.platform, info.raw)
+    except BuildError:
+        engine.remove_image(f"{settings.image.name}:{settings.image.tags[0]}")
+        raise
 
 
 def _pull_cache_images(references: list[str], engine: Engine, reporter: Reporter) -> list[str]:
