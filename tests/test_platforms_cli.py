@@ -1,0 +1,67 @@
+"""Multi-platform options of `shipit push` through Typer's CliRunner: bad combinations and bad
+platforms are usage errors (exit 2) before any engine or registry is contacted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from shipit.cli import app
+from tests.fakes import FakeAPI
+
+runner = CliRunner()
+PUSH = ["push", "--registry", "localhost:5000"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--platform-only"], "--platform-only needs --platform"),
+        (["--merge"], "--merge needs --platform"),
+        (
+            ["--platform", "linux/arm64", "--platform-only", "--merge"],
+            "--platform-only and --merge exclude each other",
+        ),
+        (["--platform", "linux/sparc"], "unknown architecture 'sparc'"),
+        (["--platform", "linux/arm64,linux/aarch64"], "listed twice"),
+        (["--platform", "arm64"], "expected OS/ARCH"),
+    ],
+)
+def test_push_platform_options_are_checked_before_any_contact(
+    project: Path, fake_api: FakeAPI, args: list[str], message: str
+) -> None:
+    result = runner.invoke(app, [*PUSH, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not [c for c in fake_api.calls if c[0] in ("push", "inspect_image")]
+
+
+def test_multi_platform_push_without_a_multi_platform_build_says_what_to_run(
+    project: Path, fake_api: FakeAPI
+) -> None:
+    result = runner.invoke(app, [*PUSH, "--platform", "linux/amd64,linux/arm64"])
+    assert result.exit_code == 2, result.output
+    assert "demo:latest-linux-amd64" in result.output
+    assert "shipit build --platform linux/amd64" in result.output
+
+
+def test_multi_platform_push_refuses_push_cache(project: Path, fake_api: FakeAPI) -> None:
+    args = [*PUSH, "--platform", "linux/amd64,linux/arm64", "--push-cache"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "--push-cache works with single-platform builds only" in result.output
+
+
+def test_merge_dry_run_lists_each_index_and_contacts_nothing(
+    project: Path, fake_api: FakeAPI
+) -> None:
+    args = [*PUSH, "--platform", "linux/amd64,linux/arm64", "--merge", "--dry-run", "--tag", "v1"]
+    result = runner.invoke(app, [*args, "--no-latest"])
+    assert result.exit_code == 0, result.output
+    assert "would publish localhost:5000/demo:v1 as an index of linux/amd64, linux/arm64" in (
+        result.output
+    )
+    assert all(c[0] != "push" for c in fake_api.calls)
