@@ -20,6 +20,7 @@ from shipit.cli.options import (
     VerboseOpt,
     VersionOpt,
 )
+from shipit.cli.platforms import RemoteOpt, SmokePlatformOpt
 from shipit.errors import ShipitError
 
 
@@ -36,6 +37,7 @@ def smoke(
         typer.Option("--timeout", min=0.1, help="Seconds to wait for the app to become healthy."),
     ] = 60.0,
     env: EnvOpt = None,
+    platform: SmokePlatformOpt = None,
     json: JsonOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -52,8 +54,12 @@ def smoke(
 
         environment = parse_pairs(env or (), "--env")
         _, reference = select_reference(name, tag, version, latest)
+        from shipit.cli.platforms import smoke_reference
+
+        engine = connect_engine()
+        reference = smoke_reference(engine, reference, platform)
         result = smoke_test(
-            connect_engine(),
+            engine,
             reporter,
             reference,
             path=path,
@@ -179,6 +185,7 @@ def inspect_command(
             "--compare", help="Another image to show side by side (e.g. a single-stage build)."
         ),
     ] = None,
+    remote: RemoteOpt = False,
     json: JsonOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -190,6 +197,12 @@ def inspect_command(
         from shipit.services.inspect import Comparison, inspect_image, show_reports
 
         reference = image or select_reference(None, None, None, None)[1]
+        if remote:
+            from shipit.cli.common import read_env
+            from shipit.cli.platforms import show_remote
+
+            show_remote(reference, reporter, read_env())
+            return
         engine = connect_engine()
         report = inspect_image(engine, reference)
         if compare is None:
