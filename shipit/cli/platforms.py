@@ -92,7 +92,7 @@ def release_for_platforms(
     env: dict[str, str],
     *,
     registry_client: Callable[..., Any] | None = None,
-    smoke: Callable[[str], None] | None = None,
+    smoke: Any = None,
 ) -> bool:
     """`shipit release` for two or more platforms: build each, optionally smoke each, push each,
     publish the indexes. False when the ordinary single-platform release applies."""
@@ -112,10 +112,18 @@ def release_for_platforms(
     else:
         with reporter.phase("Build"):
             built = build_platforms(settings, platforms, engine, reporter, build_image)
-        if smoke is not None:
+        if (
+            smoke is not None
+        ):  # a SmokeCheck: every platform's image is run (foreign ones under QEMU)
+            from shipit.services.smoke import smoke_test
+
             with reporter.phase("Smoke test"):
                 for image in built.images:
-                    smoke(image.references[0])
+                    reference = image.references[0]
+                    healthy = smoke_test(
+                        engine, reporter, reference, path=smoke.path, timeout=smoke.timeout
+                    )
+                    reporter.info(f"{reference} healthy in {healthy.seconds_to_healthy:.1f}s")
     result = push_platforms(
         settings.image,
         platforms,
