@@ -113,7 +113,7 @@ def startup(b: Bench) -> list[CaseResult]:
                 "interpreter importing typer and rich (the venv's python, same site-packages).",
                 "shipit's modules are byte-compiled first, as a regular pip install does "
                 f"({compiled}); `shipit` builds only the invoked command's options "
-                "(`shipit.cli.LazyGroup`), so `--version` and `--help` build none.",
+                "(`shipit.cli.app.LazyGroup`), so `--version` and `--help` build none.",
             ],
         )
         if result.missed:
