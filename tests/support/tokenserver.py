@@ -387,7 +387,11 @@ def running_token_server(
     if tls_cert is not None and tls_key is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(tls_cert), str(tls_key))
-        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        # The handshake happens on first read, in the connection's own thread: a client that
+        # connects and stalls cannot block the accept loop.
+        httpd.socket = context.wrap_socket(
+            httpd.socket, server_side=True, do_handshake_on_connect=False
+        )
     state.address = f"{host}:{httpd.server_address[1]}"
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
