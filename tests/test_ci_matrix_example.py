@@ -173,20 +173,18 @@ def test_readme_matrix_workflow_builds_each_platform_then_joins_one_index(
     }
     tags = ["latest", f"sha-{SHA[:7]}", "main"]
     for entry in entries:  # the runners, one after the other on this one engine
-        for tag in tags:
+        suffix = entry["platform"].replace("/", "-")
+        for tag in tags:  # what the runner leaves on the engine, removed even if it fails
             multi_project.cleanup.images.append(f"{multi_project.name}:{tag}")
+            multi_project.cleanup.images.append(f"{multi_project.name}:{tag}-{suffix}")
+            multi_project.cleanup.images.append(f"{HOST}/{multi_project.name}:{tag}-{suffix}")
         ran = run_job(runners, {k: str(v) for k, v in entry.items()}, env, project, tmp_path)
         build, push = ran
         assert build["json"]["image_id"]
         multi_project.image_ids.append(build["json"]["image_id"])
-        platform = entry["platform"]
-        suffix = platform.replace("/", "-")
         assert {p["reference"] for p in push["json"]["pushed"]} == {
             f"{HOST}/{multi_project.name}:{tag}-{suffix}" for tag in tags
         }
-        for tag in tags:
-            multi_project.cleanup.images.append(f"{multi_project.name}:{tag}-{suffix}")
-            multi_project.cleanup.images.append(f"{HOST}/{multi_project.name}:{tag}-{suffix}")
         shown = [ln for ln in push["stderr"].splitlines() if not ln.startswith("::add-mask::")]
         assert not any("123456789012-auth-token" in line for line in shown)
     (join,) = run_job(jobs[join_name], {}, env, project, tmp_path)
