@@ -360,5 +360,6 @@ def _one_stage(
     done, cached = trace.counts()
     took = trace.total_seconds
     timing = f" in {took:.1f}s" if took is not None else ""
-    reporter.info(f"built {tag}{timing}: {done} steps, {cached} cached")
+    steps = "1 step" if done == 1 else f"{done} steps"
+    reporter.info(f"built {tag}{timing}: {steps}, {cached} cached")
     return image_id, trace
