@@ -475,3 +475,30 @@ def test_synced_layer_is_byte_identical_to_the_docker_clis(
     ours = image_files(docker_api, synced.image_id, tmp_path)
     theirs = image_files(docker_api, cli_build(root, tag("cli-fifo")), tmp_path)
     assert ours == theirs and "ctx/fifo" not in ours
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    [
+        "FROM scratch\nCOPY data /data/\nCOPY app.py /\n",
+        "FROM scratch\nCOPY link-to-data /via-link/\n",
+        "FROM scratch\nCOPY *.py bin/ /wild/\n",
+        "FROM scratch\nCOPY data/nested/deep.txt docs /some/\n",
+    ],
+    ids=["sources", "symlinked-dir", "wildcard", "nested-and-excluded"],
+)
+def test_copy_sources_sent_as_followpaths_give_the_docker_clis_layers(
+    docker_api: Any, tmp_path: Path, tag: Callable[[str], str], dockerfile: str
+) -> None:
+    """The frontend asks only for a COPY's sources (``followpaths``, symlinks resolved by the
+    sender): the layers equal those `DOCKER_BUILDKIT=1 docker build` makes from the same tree."""
+    root = ground_truth_tree(tmp_path / "ctx")
+    (root / "fifo").unlink()
+    os.symlink("data", root / "link-to-data")
+    (root / "Dockerfile").write_text(dockerfile)
+    synced = synced_build(docker_api, root, tag("synced"), uuid.uuid4().hex)
+    assert synced.error is None and synced.image_id
+    assert synced.main.request.follow_paths  # the frontend did narrow the request
+    cli_image = cli_build(root, tag("cli"))
+    layers = docker_api.inspect_image(synced.image_id)["RootFS"]["Layers"]
+    assert layers == docker_api.inspect_image(cli_image)["RootFS"]["Layers"]
