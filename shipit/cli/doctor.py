@@ -39,8 +39,13 @@ def doctor(
             region=region or config.registry.get("region"),
             profile=profile or config.registry.get("profile"),
         )
-        engine_check, _ = checks_mod.check_engine(lambda: wired.engine(env, timeout=15))
-        results = [engine_check, checks_mod.check_disk(), checks_mod.check_docker_config(env)]
+        engine_check, engine = checks_mod.check_engine(lambda: wired.engine(env, timeout=15))
+        results = [
+            engine_check,
+            checks_mod.check_builder(engine, env, config.builder),
+            checks_mod.check_disk(),
+            checks_mod.check_docker_config(env),
+        ]
 
         results += checks_mod.check_aws(
             lambda: make_ecr_registry(options, env, aws=wired.aws),
