@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
 
-class ExitCode:
-    """Process exit codes, documented in the README's table."""
+
+class ExitCode(IntEnum):
+    """Process exit codes, documented in the README's table (ints, so `sys.exit` takes them)."""
 
     OK = 0
     INTERNAL = 1

@@ -122,6 +122,34 @@ def test_json_output_is_one_object(
     assert [p["status"] for p in data["pushed"]] == ["pushed"] + ["tagged"] * (len(refs) - 1)
 
 
+def test_release_builds_then_pushes_what_it_built(
+    project: Path, registries: FakeRegistries
+) -> None:
+    result = runner.invoke(app, ["release", "-r", REG, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["dry_run"] is False
+    assert len(calls(registries.api, "build")) == 1
+    first = data["build"]["tags"][0].split(":", 1)[1]
+    assert pushed_refs(registries.api) == [f"{REG}/demo:{first}"]
+    digest = registries.served_digest(f"{REG}/demo:latest")
+    assert [p["reference"] for p in data["pushed"]] == [
+        f"{REG}/{reference}" for reference in data["build"]["tags"]
+    ]
+    assert {p["digest"] for p in data["pushed"]} == {digest}
+
+
+def test_release_dry_run_builds_and_pushes_nothing(
+    project: Path, registries: FakeRegistries
+) -> None:
+    result = runner.invoke(app, ["release", "-r", REG, "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["build"] is None and data["dry_run"] is True
+    assert calls(registries.api, "build", "push", "tag") == []
+    assert "would build" in result.stderr
+
+
 def test_two_registries_are_pushed_concurrently(
     project: Path, built: list[str], registries: FakeRegistries
 ) -> None:

@@ -111,7 +111,7 @@ app = typer.Typer(
 def _version_callback(value: bool) -> None:
     if value:
         print(f"shipit {__version__}")
-        raise typer.Exit(0)
+        raise typer.Exit(ExitCode.OK)
 
 
 @app.callback()

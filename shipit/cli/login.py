@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 from shipit.cli.app import app
@@ -44,10 +43,10 @@ def login(
     reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
+        from shipit.cli.pushing import wired_destinations
         from shipit.cli.wiring import clients
         from shipit.config import load_config
         from shipit.services.login import login_all
-        from shipit.services.registries import make_destinations, make_ecr_registry
 
         env = read_env()
         config = load_config(Path.cwd())
@@ -66,11 +65,8 @@ def login(
             password_stdin=password_stdin,
             reporter=reporter,
         )
-        wired = clients()
-        destinations = make_destinations(
-            options, env, ecr_factory=partial(make_ecr_registry, aws=wired.aws)
-        )
-        engine = wired.engine(env, timeout=stall_timeout)
+        destinations = wired_destinations(options, env)
+        engine = clients().engine(env, timeout=stall_timeout)
         from shipit.services.retry import RetryPolicy
 
         results = login_all(

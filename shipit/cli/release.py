@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -116,12 +115,11 @@ def release(
     reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
 
     def body() -> None:
+        from shipit.cli.pushing import emit_references, push_settings, wired_destinations
         from shipit.cli.wiring import clients
         from shipit.config import load_config
-        from shipit.services.build import build_image, resolve_build_settings
-        from shipit.services.push import PushSettings, push_image
-        from shipit.services.registries import make_destinations, make_ecr_registry
-        from shipit.services.retry import RetryPolicy
+        from shipit.services.build import resolve_build_settings
+        from shipit.services.release import SmokeCheck, release_image
 
         env = read_env()
         cwd = Path.cwd()
@@ -163,65 +161,29 @@ def release(
             scan_timeout=scan_timeout,
         )
         wired = clients()
-        destinations = make_destinations(
-            registries, env, ecr_factory=partial(make_ecr_registry, aws=wired.aws)
-        )
+        destinations = wired_destinations(registries, env)
         engine = wired.engine(env, timeout=stall_timeout)
-        push_settings = PushSettings(
-            retry=RetryPolicy(attempts=retries, total_seconds=retry_timeout),
-            allow_overwrite=allow_overwrite,
-            dry_run=dry_run,
-            stall_seconds=stall_timeout,
-            push_cache=push_cache,
+        released = release_image(
+            settings,
+            destinations,
+            engine,
+            reporter,
+            push_settings(
+                retries=retries,
+                retry_timeout=retry_timeout,
+                allow_overwrite=allow_overwrite,
+                dry_run=dry_run,
+                stall_timeout=stall_timeout,
+                push_cache=push_cache,
+            ),
+            registry_client=wired.registry,
+            smoke=SmokeCheck(path=smoke_path, timeout=smoke_timeout) if smoke else None,
         )
-        if dry_run:
-            reporter.info(
-                f"would build {settings.context} as " + ", ".join(settings.image.references)
-            )
-            pushed = push_image(
-                settings.image,
-                destinations,
-                engine,
-                reporter,
-                push_settings,
-                built=False,
-                registry_client=wired.registry,
-            )
-            built = None
-        else:
-            with reporter.phase("Build"):
-                built = build_image(settings, engine, reporter)
-            if smoke:
-                from shipit.services.smoke import smoke_test
-
-                with reporter.phase("Smoke test"):
-                    result = smoke_test(
-                        engine,
-                        reporter,
-                        settings.image.references[0],
-                        path=smoke_path,
-                        timeout=smoke_timeout,
-                    )
-                reporter.info(f"healthy in {result.seconds_to_healthy:.1f}s")
-            pushed = push_image(
-                settings.image,
-                destinations,
-                engine,
-                reporter,
-                push_settings,
-                registry_client=wired.registry,
-            )
-            write_ci_outputs(env, settings.image.name, settings.image.references, pushed)
+        if not dry_run:
+            write_ci_outputs(env, settings.image.name, settings.image.references, released.pushed)
         if json:
-            reporter.emit_json(
-                {
-                    "build": built.as_json() if built else None,
-                    "pushed": [p.as_json() for p in pushed],
-                    "dry_run": dry_run,
-                }
-            )
+            reporter.emit_json(released.as_json(dry_run=dry_run))
         else:
-            for p in pushed:
-                reporter.emit(f"{p.reference}@{p.digest}" if p.digest else p.reference)
+            emit_references(reporter, released.pushed)
 
     run_body(reporter, body)
