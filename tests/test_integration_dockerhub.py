@@ -67,7 +67,7 @@ def hub(tmp_path: Path, docker_api: Any) -> Iterator[DockerHub]:
         Account(READER, READER_TOKEN, namespaces=(ORG,), read_only=True),
     ]
     with running_dockerhub(tmp_path / "hub", accounts) as running:
-        problem = engine_trust_problem(docker_api, running, USER, tmp_path)
+        problem = engine_trust_problem(running, USER, tmp_path)
         if problem:
             pytest.skip(problem)  # a failure in CI (SHIPIT_REQUIRE_DOCKER=1)
         running.tokens.requests.clear()  # the probe's token request is not the test's

@@ -237,18 +237,18 @@ class DockerHub:
         )
 
 
-def engine_trust_problem(
-    docker_api: Any, hub: DockerHub, username: str, tmp_dir: Path
-) -> str | None:
+def engine_trust_problem(hub: DockerHub, username: str, tmp_dir: Path) -> str | None:
     """None when the Docker engine can log in to the stand-in (it trusts the certificate),
     else why not. The engine verifies Docker Hub with the system roots only, which Go loads
     once per process: an engine that verified any TLS peer before .ci/dockerhub-setup put its
     certificate in /etc/ssl/certs keeps refusing it until it restarts."""
-    import docker.errors
+    import docker
 
     account = hub.tokens.accounts[username]
+    # A client of its own: docker-py keeps a login's credentials in the client object.
+    api = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
     try:
-        docker_api.login(
+        api.login(
             username=account.username,
             password=account.token,
             registry="https://index.docker.io/v1/",
@@ -263,6 +263,8 @@ def engine_trust_problem(
                 f"loaded its system roots before {SYSTEM_TRUST_FILE} existed: restart dockerd"
             )
         return f"the engine could not log in to the stand-in: {text}"
+    finally:
+        api.close()
     return None
 
 
