@@ -664,3 +664,20 @@ def test_a_name_that_is_not_utf8_goes_as_its_bytes(tmp_path: Path) -> None:
     name = os.fsdecode(raw)
     assert result.paths == ["Dockerfile", name] and result.files[name] == b"x"
     assert b"\x0a\x08caf\xe9.txt" in next(r for r in result.raw if b"caf" in r)
+
+
+def test_symlink_removed_during_the_walk_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tree(tmp_path / "ctx", {"a": "1"})
+    os.symlink("a", root / "gone")
+    real_readlink = os.readlink
+
+    def vanishing(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path).endswith("gone"):
+            raise FileNotFoundError(2, "No such file or directory")
+        return real_readlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "readlink", vanishing)
+    result = context(root)
+    assert result.finished and result.paths == ["Dockerfile", "a"]

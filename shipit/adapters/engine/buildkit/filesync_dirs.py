@@ -391,8 +391,11 @@ class Walker:
                 self.skipped.append(relpath)  # the context tar leaves them out too
                 continue
             if send:
+                walked = self._walked(relpath, node)
+                if walked is None:
+                    continue  # removed while we walked: the tar skips it too
                 yield from self._pending(stack)
-                yield self._walked(relpath, node)
+                yield walked
             if is_dir and descend:
                 nodes = self.source.list(relpath)
                 stack.append(_Frame(relpath + "/", nodes, tuple(infos), 0, node, relpath, send))
@@ -402,11 +405,15 @@ class Walker:
         for frame in stack:
             if not frame.sent and frame.node is not None:
                 frame.sent = True
-                yield self._walked(frame.relpath, frame.node)
+                walked = self._walked(frame.relpath, frame.node)
+                if walked is not None:
+                    yield walked
 
-    def _walked(self, relpath: str, node: Node) -> Walked:
+    def _walked(self, relpath: str, node: Node) -> Walked | None:
         try:
             return Walked(self._stat(relpath, node), node.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
         except OSError as exc:
             raise UsageError(
                 f"cannot read '{self.source.shown(relpath)}' in the build context: "
