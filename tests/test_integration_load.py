@@ -7,8 +7,20 @@
   sent), and again while shipit's own extra-tag PUT is held: no half-pushed tag, the release
   tag that existed before is unchanged, and the next identical run completes.
 
-Each test writes its figures (runs, faults injected, tags landed, tags lost) as JSON to
-``$SHIPIT_FIGURES_DIR`` (default ``tests/out``), one file per case, for docs/reliability.md.
+Each test writes its figures as JSON to ``$SHIPIT_FIGURES_DIR`` (default ``tests/out``), one
+file per case, for docs/reliability.md. Every file has ``case``, ``item`` (of issue 14) and
+``generated_at`` (UTC, ISO 8601), then:
+
+- ``concurrent-push-faults.json``: ``runs``, ``runs_landed``, ``runs_failed_exit_6``,
+  ``runs_other_exit``, ``failures`` (each failed run's error line), ``requests`` and
+  ``faults_injected`` (as the proxy counted them), ``fault_rate``, ``fault_mix`` (action ->
+  count), ``seed``, ``tags_requested``, ``tags_landed``, ``tags_lost``, ``tags_partial``,
+  ``seconds``;
+- ``kill9-before-manifest.json`` and ``kill9-before-extra-tags.json``: ``runs``, ``killed``,
+  ``blob_uploads_before_kill``, ``tags_after_kill`` (tag -> digest), ``tags_half_pushed``,
+  ``release_tag_unchanged``, ``tags_landed_by_next_run``, ``tags_lost``.
+
+A file is written before the test's final assertions, so a failing run leaves its figures too.
 Everything is checked on the registry directly (its API and skopeo), never through the proxy.
 """
 
