@@ -3,7 +3,7 @@
 A ``DirSource`` lists a directory tree (sorted by name, bytewise, as Go's ``WalkDir``) and may
 filter it with rules of its own: ``ContextDir`` applies shipit's ``.dockerignore`` rules (the
 ones that decide what the context tar holds), ``SingleFileDir`` offers just the Dockerfile. On top
-of that, ``walk`` applies what the engine asks for in a request (``include-patterns``,
+of that, ``Walker`` applies what the engine asks for in a request (``include-patterns``,
 ``exclude-patterns``, ``followpaths``) the way tonistiigi/fsutil's ``filterFS`` does: an entry is
 sent when every filter keeps it, a directory is descended unless a filter can rule out everything
 below it, and a directory that is not itself kept is still sent just before the first entry kept
@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from shipit.adapters.engine.buildkit.fsutil_types import MODE_SOCKET, Stat, go_file_mode
-from shipit.context import IgnoreMatcher, read_dockerignore
+from shipit.context import DOCKERIGNORE, IgnoreMatcher, read_dockerignore
 from shipit.errors import UsageError
 
-DOCKERIGNORE: Final = ".dockerignore"
 _PATTERN_CHARS: Final = "*[]?^\\"
 _MAX_LINK_DEPTH: Final = 255  # symlink chains in followpaths (fsutil stops at resolved paths)
 
