@@ -20,7 +20,8 @@ file per case, for docs/reliability.md. Every file has ``case``, ``item`` (of is
   ``blob_uploads_before_kill``, ``tags_after_kill`` (tag -> digest), ``tags_half_pushed``,
   ``release_tag_unchanged``, ``tags_landed_by_next_run``, ``tags_lost``.
 
-A file is written before the test's final assertions, so a failing run leaves its figures too.
+The load test writes its file before its final assertions (a failing run leaves its figures
+too); the kill tests write theirs once every check has passed.
 Everything is checked on the registry directly (its API and skopeo), never through the proxy.
 """
 
