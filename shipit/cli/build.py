@@ -28,6 +28,8 @@ from shipit.cli.options import (
     VersionOpt,
 )
 
+BUILD_READ_TIMEOUT = 3600.0
+
 
 @app.command()
 def build(
@@ -80,7 +82,9 @@ def build(
             ssh=ssh,
         )
         settings = resolve_build_settings(options, load_config(cwd), cwd, env)
-        engine = clients().engine(env)
+        # A RUN step may print nothing for minutes (BuildKit sends no progress meanwhile):
+        # the engine's read timeout for a build is an hour, not the stall timeout of a push.
+        engine = clients().engine(env, timeout=BUILD_READ_TIMEOUT)
         from shipit.cli.platforms import build_for_platforms
 
         if build_for_platforms(settings, engine, reporter, env) is not None:
