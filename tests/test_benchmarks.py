@@ -642,6 +642,11 @@ def test_build_steps_of_buildkit_plain_output() -> None:
             "#6 [stage-1 3/5] COPY gunicorn.conf.py app.py ./",
             "#6 DONE 0.1s",
             "#5 [builder 2/3] RUN python3 -m venv /opt/venv",
+            "#1 [internal] load remote build context",  # the builder stage's own build
+            "#6 [builder 2/3] RUN python3 -m venv /opt/venv",
+            "#6 CACHED",
+            "#5 [builder 3/3] COPY requirements.txt /tmp/requirements.txt",
+            "#5 DONE 0.0s",
         ]
     )
     assert uses_buildkit(output) and not uses_buildkit("Step 1/2 : FROM scratch")
@@ -649,8 +654,13 @@ def test_build_steps_of_buildkit_plain_output() -> None:
         ("FROM shipit.local/python:3.11-bookworm", False),
         ("RUN python3 -m venv /opt/venv", True),
         ("COPY gunicorn.conf.py app.py ./", False),
+        ("RUN python3 -m venv /opt/venv", True),
+        ("COPY requirements.txt /tmp/requirements.txt", False),
     ]
-    assert rebuilt_steps(output) == ["COPY gunicorn.conf.py app.py ./"]
+    assert rebuilt_steps(output) == [
+        "COPY gunicorn.conf.py app.py ./",
+        "COPY requirements.txt /tmp/requirements.txt",
+    ]
 
 
 def test_terminal_notes_of_the_progress_case() -> None:
