@@ -163,21 +163,36 @@ def release(
         wired = clients()
         destinations = wired_destinations(registries, env)
         engine = wired.engine(env, timeout=stall_timeout)
+        pushing = push_settings(
+            retries=retries,
+            retry_timeout=retry_timeout,
+            allow_overwrite=allow_overwrite,
+            dry_run=dry_run,
+            stall_timeout=stall_timeout,
+            push_cache=push_cache,
+        )
+        check = SmokeCheck(path=smoke_path, timeout=smoke_timeout) if smoke else None
+        from shipit.cli.platforms import release_for_platforms
+
+        if release_for_platforms(
+            settings,
+            destinations,
+            engine,
+            reporter,
+            pushing,
+            env,
+            registry_client=wired.registry,
+            smoke=check,
+        ):
+            return  # several --platform values: built, pushed, indexes published
         released = release_image(
             settings,
             destinations,
             engine,
             reporter,
-            push_settings(
-                retries=retries,
-                retry_timeout=retry_timeout,
-                allow_overwrite=allow_overwrite,
-                dry_run=dry_run,
-                stall_timeout=stall_timeout,
-                push_cache=push_cache,
-            ),
+            pushing,
             registry_client=wired.registry,
-            smoke=SmokeCheck(path=smoke_path, timeout=smoke_timeout) if smoke else None,
+            smoke=check,
         )
         if not dry_run:
             write_ci_outputs(env, settings.image.name, settings.image.references, released.pushed)
