@@ -230,10 +230,13 @@ def run_cases(b: Bench, selected: Sequence[Case]) -> list[CaseResult]:
                 b.log(f"case {case.number} failed: {exc}")
                 results.append(errored(case.number, case.title, _error_text(exc)))
     finally:
-        if b.client is not None:
-            removed = proc.remove_bench_images(b.client)
-            untagged = b.remove_created()
-            b.log(f"removed {len(removed)} benchmark image tag(s), {untagged} untagged image(s)")
+        try:
+            if b.client is not None:
+                removed = proc.remove_bench_images(b.client)
+                untagged = b.remove_created()
+                b.log(f"removed {len(removed)} image tag(s), {untagged} untagged image(s)")
+        except Exception as exc:  # e.g. the engine went away: the report is still written
+            b.log(f"clean-up failed: {exc}")
         shutil.rmtree(b.tmp, ignore_errors=True)
     return results
 
