@@ -8,7 +8,8 @@ never holds a token, password or secret key.
 
 from shipit.adapters.ecr.clients import make_clients, make_iam_client, resolve_region
 from shipit.adapters.ecr.policy import IAM_PUSH_ACTIONS, push_policy
-from shipit.adapters.ecr.registry import MANIFEST_MEDIA_TYPES, EcrRegistry, RepositoryResult
+from shipit.adapters.ecr.registry import EcrRegistry, RepositoryResult
+from shipit.adapters.ecr.tags import MANIFEST_MEDIA_TYPES
 from shipit.adapters.ecr.tokens import EcrCredentials, TokenCache, default_token_cache_path
 
 __all__ = [

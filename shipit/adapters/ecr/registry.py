@@ -6,10 +6,8 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import json
 import logging
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,20 +20,12 @@ if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_ecr.type_defs import EncryptionConfigurationTypeDef
     from mypy_boto3_sts import STSClient
-from shipit.adapters.ecr.errors import _aws, _one_line
+from shipit.adapters.ecr.errors import _aws
+from shipit.adapters.ecr.hygiene import RepositoryHygiene
+from shipit.adapters.ecr.tags import ImageTags
 from shipit.adapters.ecr.tokens import EcrCredentials, TokenCache, _as_utc, _utc_now
 
 log = logging.getLogger(__name__)
-
-
-#: Manifest media types we accept back from BatchGetImage (single-platform and multi-platform).
-MANIFEST_MEDIA_TYPES: tuple[str, ...] = (
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-)
-
 
 # ECR's documented repository-name pattern (2 to 256 characters).
 _REPOSITORY_NAME = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
@@ -61,7 +51,7 @@ def _check_repository_name(name: str) -> None:
         )
 
 
-class EcrRegistry:
+class EcrRegistry(ImageTags, RepositoryHygiene):
     """One ECR registry (an account in a region) seen through injected ECR and STS clients."""
 
     def __init__(
@@ -320,176 +310,4 @@ class EcrRegistry:
 
     # -- images -----------------------------------------------------------------------------
 
-    def image_digest(self, repository: str, tag: str) -> str | None:
-        """The digest ``repository:tag`` points to, or None when there is no such image."""
-        with _aws("ecr:DescribeImages"):
-            try:
-                response = self._ecr.describe_images(
-                    registryId=self.account_id(),
-                    repositoryName=repository,
-                    imageIds=[{"imageTag": tag}],
-                )
-            except self._ecr.exceptions.ImageNotFoundException:
-                return None
-        details = response.get("imageDetails") or []
-        digest = details[0].get("imageDigest") if details else None
-        return str(digest) if digest else None
-
-    def put_tag(self, repository: str, digest: str, tag: str) -> str:
-        """Point ``tag`` at the image ``digest`` already in ``repository``, without a push."""
-        account = self.account_id()
-        with _aws("ecr:BatchGetImage"):
-            response = self._ecr.batch_get_image(
-                registryId=account,
-                repositoryName=repository,
-                imageIds=[{"imageDigest": digest}],
-                acceptedMediaTypes=list(MANIFEST_MEDIA_TYPES),
-            )
-        images = response.get("images") or []
-        if not images or not images[0].get("imageManifest"):
-            failures = response.get("failures") or []
-            reason = failures[0].get("failureCode", "ImageNotFound") if failures else "not found"
-            raise RegistryError(
-                f"cannot tag {repository}@{digest} as '{tag}': image {reason} in "
-                f"{account}/{self.region}; push the image first",
-                kind="not_found",
-            )
-        image = images[0]
-        request: dict[str, Any] = {
-            "registryId": account,
-            "repositoryName": repository,
-            "imageManifest": image["imageManifest"],
-            "imageTag": tag,
-            "imageDigest": digest,
-        }
-        if image.get("imageManifestMediaType"):
-            request["imageManifestMediaType"] = image["imageManifestMediaType"]
-        with _aws("ecr:PutImage"):
-            try:
-                put = self._ecr.put_image(**request)
-            except self._ecr.exceptions.ImageAlreadyExistsException as exc:
-                # Real ECR: this digest already carries this tag, which is success. (moto also
-                # raises it when an immutable tag points elsewhere, so confirm.)
-                current = self.image_digest(repository, tag)
-                if current == digest:
-                    return digest
-                raise self._immutable(repository, tag, current) from exc
-            except self._ecr.exceptions.ImageTagAlreadyExistsException as exc:
-                raise self._immutable(repository, tag, None) from exc
-        return str(put.get("image", {}).get("imageId", {}).get("imageDigest") or digest)
-
-    def _immutable(self, repository: str, tag: str, current: str | None) -> RegistryError:
-        where = f" (it points to {current})" if current else ""
-        return RegistryError(
-            f"tag '{tag}' already exists in immutable ECR repository '{repository}'{where}; "
-            "the registry kept the existing image: use a new tag",
-            kind="immutable_tag",
-        )
-
     # -- lifecycle and scanning -------------------------------------------------------------
-
-    def set_lifecycle_policy(
-        self,
-        repository: str,
-        *,
-        keep_tagged: int | None,
-        expire_untagged_days: int | None,
-    ) -> dict[str, Any]:
-        """Put a lifecycle policy: expire untagged images after D days, keep the newest N tagged.
-
-        The "keep N" rule uses ``tagStatus: "tagged"`` with ``tagPatternList: ["*"]`` (every
-        tagged image) rather than ``"any"``: ``any`` would also count untagged layers of
-        multi-arch builds against N, and ECR requires an ``any`` rule to be the last one.
-        """
-        rules: list[dict[str, Any]] = []
-        if expire_untagged_days is not None:
-            if expire_untagged_days < 1:
-                raise UsageError("expire-untagged days must be at least 1")
-            rules.append(
-                {
-                    "rulePriority": 1,
-                    "description": f"expire untagged images older than {expire_untagged_days} days",
-                    "selection": {
-                        "tagStatus": "untagged",
-                        "countType": "sinceImagePushed",
-                        "countUnit": "days",
-                        "countNumber": expire_untagged_days,
-                    },
-                    "action": {"type": "expire"},
-                }
-            )
-        if keep_tagged is not None:
-            if keep_tagged < 1:
-                raise UsageError("keep-tagged must be at least 1")
-            rules.append(
-                {
-                    "rulePriority": 2,
-                    "description": f"keep the newest {keep_tagged} tagged images",
-                    "selection": {
-                        "tagStatus": "tagged",
-                        "tagPatternList": ["*"],
-                        "countType": "imageCountMoreThan",
-                        "countNumber": keep_tagged,
-                    },
-                    "action": {"type": "expire"},
-                }
-            )
-        if not rules:
-            raise UsageError(
-                "no lifecycle rule to set: pass a keep-tagged count or expire-untagged days"
-            )
-        policy: dict[str, Any] = {"rules": rules}
-        with _aws("ecr:PutLifecyclePolicy"):
-            self._ecr.put_lifecycle_policy(
-                registryId=self.account_id(),
-                repositoryName=repository,
-                lifecyclePolicyText=json.dumps(policy),
-            )
-        return policy
-
-    def scan_findings(
-        self,
-        repository: str,
-        digest: str,
-        *,
-        timeout: float,
-        poll: float = 5.0,
-        sleep: Callable[[float], None] = time.sleep,
-        now: Callable[[], float] = time.monotonic,
-    ) -> dict[str, int]:
-        """Wait for the image scan of ``digest`` and return its severity counts."""
-        account = self.account_id()
-        deadline = now() + timeout
-        status = "not started"
-        while True:
-            with _aws("ecr:DescribeImageScanFindings"):
-                try:
-                    response = self._ecr.describe_image_scan_findings(
-                        registryId=account,
-                        repositoryName=repository,
-                        imageId={"imageDigest": digest},
-                    )
-                except self._ecr.exceptions.ScanNotFoundException:
-                    response = None
-            if response is not None:
-                scan_status = response.get("imageScanStatus", {})
-                status = str(scan_status.get("status", "IN_PROGRESS"))
-                if status in ("COMPLETE", "ACTIVE"):
-                    counts = response.get("imageScanFindings", {}).get("findingSeverityCounts")
-                    return {str(k): int(v) for k, v in (counts or {}).items()}
-                if status not in ("IN_PROGRESS", "PENDING"):
-                    description = _one_line(str(scan_status.get("description", "")))
-                    raise RegistryError(
-                        f"image scan of {repository}@{digest} ended with status {status}"
-                        + (f": {description}" if description else "")
-                        + "; check the repository's scanning configuration",
-                        kind="scan_failed",
-                    )
-            remaining = deadline - now()
-            if remaining <= 0:
-                raise RegistryError(
-                    f"image scan of {repository}@{digest} did not finish within {timeout:g}s "
-                    f"(last status: {status}); raise the scan timeout or check the ECR console",
-                    kind="timeout",
-                )
-            sleep(min(poll, remaining))
