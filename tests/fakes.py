@@ -512,6 +512,8 @@ class FakeRegistries:
         self.repos: dict[str, dict[str, bytes]] = {}  # "host/path" -> {tag or digest -> raw}
         self.requests: list[tuple[str, str, str, str]] = []  # (method, host, repository, ref)
         self.client_auths: list[Any] = []
+        # What `check_login` answers: a registry that said unauthorized usually means it.
+        self.accepts_login = False
         api.on_push = self.pushed
         api.on_inspect_distribution = self.served_digest
 
@@ -600,6 +602,13 @@ class FakeRegistryClient:
         if raw is None:
             return None
         return Manifest(digest=sha256_digest(raw), media_type=MANIFEST_V2, raw=raw)
+
+    def check_login(self) -> None:
+        from shipit.errors import AuthError
+
+        self.registries.requests.append(("LOGIN", self.host, "", ""))
+        if not self.registries.accepts_login:
+            raise AuthError(f"{self.host} refused the credentials")
 
     def put_manifest(self, repository: str, tag: str, manifest: Any) -> str:
         self.registries.requests.append(("PUT", self.host, repository, tag))

@@ -51,6 +51,19 @@ class Case:
     report: tuple[str, ...] = ()
     # Push to a closed loopback port instead of the proxy.
     closed_port: bool = False
+    # Push to a registry with basic auth: "right" or "wrong" credentials ("" = open registry).
+    credentials: str = ""
+    # Text stderr must not contain (e.g. an engine retry that must not happen).
+    absent: tuple[str, ...] = ()
+    # (method, path regex, count): how many such requests the proxy must have seen.
+    requests: tuple[tuple[str, str, int], ...] = ()
+    # How many faults the proxy must have injected (0: at least one).
+    faults: int = 0
+
+    @property
+    def observations(self) -> int:
+        """How many things the case's test asserts about what happened on the wire or stderr."""
+        return len(self.report) + len(self.absent) + len(self.requests) + bool(self.faults)
 
     @property
     def fault_text(self) -> str:
@@ -58,6 +71,50 @@ class Case:
             return self.fault
         rules = "; ".join(describe_rule(rule) for rule in self.plan().rules)
         return f"{self.fault}: {rules}" if self.fault else rules
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A statement in docs/reliability.md about what the engine or a registry does, with the
+    cases whose tests observe it (each asserts the stderr or the requests that show it)."""
+
+    text: str
+    seen_in: tuple[str, ...]
+
+
+FACTS: tuple[Fact, ...] = (
+    Fact(
+        "The engine retries a failed layer upload by itself (a 5xx, an answer it cannot read, "
+        "the registry going away), after 5 s, then 10 s, and streams only `Retrying in N "
+        "seconds`: shipit reports each such retry and ends the push once they outlast "
+        "`--retry-timeout`.",
+        ("503-forever", "garbage-json", "registry-down-mid-push"),
+    ),
+    Fact(
+        "It does not retry a 429 (with the registry's TOOMANYREQUESTS error) on a layer upload's "
+        "POST, PATCH or PUT, and does not pass on its Retry-After: shipit retries the push with "
+        "its own backoff.",
+        ("blob-upload-429",),
+    ),
+    Fact(
+        "It does not retry a failed manifest upload, nor a reset of `GET /v2/`: shipit does "
+        "(one manifest upload per shipit attempt).",
+        ("manifest-503-twice", "manifest-429", "reset-first-requests"),
+    ),
+    Fact(
+        "When its `GET /v2/` ping fails with a 503, the engine pushes without credentials and "
+        "reports `unauthorized`: shipit then checks the credentials against the registry "
+        "itself (as `docker login` does) and retries when they are accepted; only a refusal "
+        "it confirms is exit 3.",
+        ("ping-503-with-credentials", "ping-503-wrong-password"),
+    ),
+    Fact(
+        "The engine has no timeout of its own against a registry that never answers: shipit's "
+        "connection to the engine uses `--stall-timeout` as its read timeout, for pushes, "
+        "digest checks and `shipit login` alike.",
+        ("stall-blob-upload", "login-stall"),
+    ),
+)
 
 
 _UNREGEX = re.compile(r"[$^\\]")
@@ -90,6 +147,7 @@ CASES: tuple[Case, ...] = (
         options=("--retries", "3", "--retry-timeout", "30"),
         max_seconds=30,
         report=("server error", "retry 2 in"),
+        requests=(("PUT", r"/manifests/", 3),),
     ),
     Case(
         "manifest-429",
@@ -101,6 +159,7 @@ CASES: tuple[Case, ...] = (
         ),
         max_seconds=30,
         report=("throttled", "rate limiting", "retry 1 in"),
+        requests=(("PUT", r"/manifests/", 2),),
     ),
     Case(
         "release-check-429",
@@ -124,6 +183,56 @@ CASES: tuple[Case, ...] = (
         report=("connection reset", "retry 2 in"),
     ),
     Case(
+        "blob-upload-429",
+        "the registry throttles a layer upload's start, data and end once each, asking for 30 s",
+        "the engine does not retry them (nor pass on Retry-After): shipit retries the push "
+        "with its own backoff until all three have been met; lands, digest verified",
+        0,
+        plan=lambda: (
+            FaultPlan()
+            .add(status(429, retry_after=30), method="POST", path=r"/blobs/uploads/$", times=1)
+            .add(status(429, retry_after=30), method="PATCH", path=r"/blobs/uploads/.", times=1)
+            .add(status(429, retry_after=30), method="PUT", path=r"/blobs/uploads/.", times=1)
+        ),
+        max_seconds=30,
+        report=("throttled", "retry 1 in"),
+        absent=("the engine retries",),
+        faults=3,
+    ),
+    Case(
+        "ping-503-with-credentials",
+        "a registry with basic auth answers the engine's first ping with 503",
+        "the engine pushes without credentials and reports unauthorized; shipit's own check "
+        "finds the credentials accepted, retries, lands, digest verified",
+        0,
+        plan=lambda: FaultPlan().add(status(503), method="GET", path=r"^/v2/$", times=1),
+        credentials="right",
+        max_seconds=30,
+        report=("auth_unverified", "retry 1 in"),
+    ),
+    Case(
+        "ping-reset-with-credentials",
+        "a registry with basic auth resets the engine's first two pings",
+        "retried, lands, digest verified",
+        0,
+        plan=lambda: FaultPlan().add(reset(), method="GET", path=r"^/v2/$", times=2),
+        credentials="right",
+        max_seconds=30,
+        report=("connection reset", "retry 2 in"),
+    ),
+    Case(
+        "ping-503-wrong-password",
+        "a wrong password, and the engine's first ping answered 503",
+        "exit 3 once shipit's own check is refused too; the password is never printed",
+        AUTH,
+        plan=lambda: FaultPlan().add(status(503), method="GET", path=r"^/v2/$", times=1),
+        credentials="wrong",
+        options=("--retries", "3"),
+        max_seconds=30,
+        report=("refused the credentials",),
+        absent=("retry 1 in",),
+    ),
+    Case(
         "manifest-503-forever",
         "the registry fails every manifest upload",
         "exit 6 after the 2 allowed attempts, one error line, nothing reported as pushed",
@@ -136,13 +245,17 @@ CASES: tuple[Case, ...] = (
     Case(
         "503-forever",
         "the registry answers 503 to everything",
-        "the engine retries layer uploads by itself (5 tries, ~50 s); shipit reports each and "
-        "ends the push when --retry-timeout runs out: exit 6",
+        "the engine retries layer uploads by itself (after 5 s, then 10 s); shipit reports each "
+        "and ends the push when --retry-timeout runs out: exit 6",
         REGISTRY,
         plan=lambda: FaultPlan().add(status(503), times=-1),
         options=("--retries", "2", "--retry-timeout", "10"),
         max_seconds=25,
-        report=("the engine retries it in 5s", "--retry-timeout (10s) ran out"),
+        report=(
+            "the engine retries it in 5s",
+            "the engine retries it in 10s",
+            "--retry-timeout (10s) ran out",
+        ),
     ),
     Case(
         "stall-blob-upload",
@@ -173,7 +286,7 @@ CASES: tuple[Case, ...] = (
         plan=lambda: FaultPlan().add(garbage("json"), times=-1),
         options=("--retries", "2", "--retry-timeout", "10"),
         max_seconds=25,
-        report=("ran out",),
+        report=("the engine retries it in", "ran out"),
     ),
     Case(
         "registry-unreachable",
@@ -194,6 +307,7 @@ CASES: tuple[Case, ...] = (
         test="test_registry_going_away_mid_push",
         options=("--retries", "2", "--retry-timeout", "10"),
         max_seconds=30,
+        report=("the engine retries it in",),
     ),
     Case(
         "registry-restart-mid-push",
@@ -227,6 +341,7 @@ CASES: tuple[Case, ...] = (
         REGISTRY,
         test="test_login_against_a_stalled_registry",
         max_seconds=75,
+        report=("stall timeout",),
     ),
     Case(
         "engine-unreachable",
@@ -355,21 +470,20 @@ def render() -> str:
         "  `--stall-timeout`, and an engine push by the cut described below.",
         "- Each retry is reported with its class and reason (`warning: HOST: server (...);"
         " retry 1 in 0.9s`).",
-        "- The engine retries failed layer uploads by itself (5 tries over about 50 s) and",
-        "  streams only `Retrying in N seconds`: shipit reports each such retry and ends the",
-        "  push once they outlast `--retry-timeout`. The engine does not retry 429 (and does",
-        "  not pass on Retry-After), config-blob or manifest failures, or a reset of",
-        "  `GET /v2/`: shipit does.",
-        "- The engine has no timeout of its own against a registry that never answers: shipit's",
-        "  connection to the engine uses `--stall-timeout` as its read timeout, for pushes,",
-        "  digest checks and `shipit login` alike.",
         "- A 401 with an ECR token shipit had cached fetches a fresh token and retries once.",
         "- boto3 clients use the standard retry mode.",
+        "",
+        "## What the engine and the registry do",
+        "",
+        "Each statement is observed by the cases named after it (their tests assert the",
+        "stderr or the requests that show it), on this project's CI engine (Docker 20.10).",
+        "",
+        *(f"- {fact.text} ({', '.join(f'`{c}`' for c in fact.seen_in)})" for fact in FACTS),
         "",
         "## Error classes",
         "",
         "Texts from the engine, the registry API and ECR/Docker Hub are matched in this order"
-        " (`shipit/classify.py`):",
+        " (`shipit/adapters/classify.py`):",
         "",
         "| Class | Meaning | Exit | Retried |",
         "| --- | --- | --- | --- |",

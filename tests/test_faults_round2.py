@@ -345,3 +345,54 @@ def test_cli_reports_a_silent_engine_within_seconds(
     assert "not answering" in run.stderr and host in run.stderr
     assert "start Docker" not in run.stderr
     assert "Traceback" not in run.stderr
+
+
+# ---------------------------------------------------------------- item 1: unauthorized, checked
+
+
+def _auth_push(project: Path, fake_api: Any, accepts: bool, *, credentials: bool = True) -> Any:
+    from typer.testing import CliRunner
+
+    from shipit.cli import app
+    from tests.fakes import FakeRegistries, add_built_image
+
+    registries = FakeRegistries(fake_api).install()
+    registries.accepts_login = accepts
+    _, references = add_built_image(fake_api, project)
+    tag = references[0].split(":", 1)[1]
+    refusal = "unauthorized: authentication required"
+    fake_api.push_errors[f"localhost:5000/demo:{tag}"] = [{"error": refusal}]
+    env = {"SHIPIT_REGISTRY_USERNAME": "ci", "SHIPIT_REGISTRY_PASSWORD": "pw-0123456789"}
+    result = CliRunner().invoke(
+        app, ["push", "--registry", "localhost:5000", "--tag", tag], env=env if credentials else {}
+    )
+    return result, registries, [c for c in fake_api.calls if c[0] == "push"]
+
+
+def test_unauthorized_with_credentials_the_registry_accepts_is_retried(
+    project: Path, fake_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipit.services.retry import RetryPolicy
+
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, failures, error, rng: 0.0)
+    result, registries, pushes = _auth_push(project, fake_api, accepts=True)
+    assert result.exit_code == 0, result.output
+    assert len(pushes) == 2
+    assert ("LOGIN", "localhost:5000", "", "") in registries.requests
+    assert "auth_unverified" in result.stderr and "retry 1 in" in result.stderr
+    assert "pw-0123456789" not in result.output
+
+
+def test_unauthorized_confirmed_by_the_registry_is_exit_3(project: Path, fake_api: Any) -> None:
+    result, registries, pushes = _auth_push(project, fake_api, accepts=False)
+    assert result.exit_code == ExitCode.AUTH, result.output
+    assert len(pushes) == 1
+    assert ("LOGIN", "localhost:5000", "", "") in registries.requests
+    assert "refused the credentials: unauthorized" in result.stderr
+
+
+def test_anonymous_unauthorized_is_exit_3_without_a_check(project: Path, fake_api: Any) -> None:
+    result, registries, pushes = _auth_push(project, fake_api, accepts=True, credentials=False)
+    assert result.exit_code == ExitCode.AUTH, result.output
+    assert len(pushes) == 1
+    assert not [r for r in registries.requests if r[0] == "LOGIN"]

@@ -7,15 +7,25 @@ Handles Basic auth and the Bearer token flow (WWW-Authenticate realm/service/sco
 
 from __future__ import annotations
 
-import ipaddress
 import json
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipit.adapters.classify import classify_registry_message, parse_retry_after_header
+from shipit.adapters.registry_trust import (
+    CERTS_DIR,
+    EngineRegistryConfig,
+    HostCerts,
+    client_cert,
+    is_loopback,
+    proxy_for,
+    ssl_context,
+)
 from shipit.errors import AuthError, RegistryError
 
 if TYPE_CHECKING:
@@ -53,22 +63,14 @@ class Manifest:
         return config.get("digest") if isinstance(config, dict) else None
 
 
-def _is_loopback(host: str) -> bool:
-    name = (
-        host.rsplit(":", 1)[0].strip("[]")
-        if not host.startswith("[")
-        else host[1 : host.index("]")]
-    )
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 class RegistryClient:
-    """One registry host. `auth` may be None for anonymous access."""
+    """One registry host. `auth` may be None for anonymous access.
+
+    The registry is trusted as the engine trusts it (shipit.adapters.registry_trust): the CAs
+    of the system or of REQUESTS_CA_BUNDLE/SSL_CERT_FILE plus /etc/docker/certs.d/HOST/, the
+    proxies of the environment, and the engine's insecure registries (`engine_config` returns
+    `docker info`'s RegistryConfig; asked only when TLS to a non-loopback host fails).
+    """
 
     def __init__(
         self,
@@ -76,21 +78,45 @@ class RegistryClient:
         auth: Auth | None,
         *,
         timeout: float = 30.0,
-        certs_dir: Path = Path("/etc/docker/certs.d"),
+        certs_dir: Path = CERTS_DIR,
+        env: Mapping[str, str] | None = None,
+        engine_config: Callable[[], Mapping[str, Any]] | None = None,
     ):
-        import requests
 
         self.host = DOCKER_HUB_API if host in {"docker.io", "index.docker.io"} else host
         self.auth = auth
         self.timeout = timeout
-        self.session: requests.Session = requests.Session()
-        self.session.trust_env = False  # never route registry traffic through a proxy
-        ca = certs_dir / self.host / "ca.crt"
-        self.verify: bool | str = str(ca) if ca.is_file() else True
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        self._engine_config = engine_config or partial(_engine_registry_config, self.env)
+        self._certs = HostCerts.read(certs_dir / self.host)
+        self.session: requests.Session = _verifying_session(ssl_context(self.env, self._certs))
+        self.verify = True
         self.scheme = "https"
+        self._insecure: bool | None = None
         self._token: dict[str, str] = {}
 
     # ------------------------------------------------------------ public
+
+    def check_login(self) -> None:
+        """Check the credentials as `docker login` does: GET /v2/, answering its challenge.
+
+        Returns when the registry accepts them (or needs none); raises AuthError when it
+        refuses them, RegistryError for anything else (transient ones marked so).
+        """
+        response = self._send("GET", "/v2/", auth=None)
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if response.status_code != 401:
+            self._raise_for(response, "/v2/")
+            return
+        if self.auth is None:
+            raise AuthError(f"{self.host} asks for credentials and none were given")
+        if challenge.lower().startswith("bearer"):
+            self._fetch_token(challenge, None)
+            return
+        response = self._send("GET", "/v2/", auth=(self.auth.username, self.auth.password))
+        if response.status_code in (401, 403):
+            raise AuthError(f"{self.host} refused the credentials")
+        self._raise_for(response, "/v2/")
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         """The manifest for repository:reference, or None when the registry has none."""
@@ -139,50 +165,20 @@ class RegistryClient:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        import requests
-
         scope = f"repository:{repository}:{'pull' if pull_only else 'pull,push'}"
         all_headers = {"Accept": MANIFEST_TYPES, **(headers or {})}
-        # Up to three rounds: a TLS probe that falls back to plain HTTP on loopback, a Bearer
-        # challenge answered with a token, and the request itself.
-        for _attempt in range(3):
+        # Two rounds: a Bearer challenge answered with a token, then the request itself.
+        for _attempt in range(2):
+            auth: tuple[str, str] | None = None
             if scope in self._token:
                 all_headers["Authorization"] = f"Bearer {self._token[scope]}"
-            elif self.auth is not None:
+            else:
                 all_headers.pop("Authorization", None)
-            try:
-                response = self.session.request(
-                    method,
-                    self._url(repository, path),
-                    data=data,
-                    headers=all_headers,
-                    auth=(self.auth.username, self.auth.password)
-                    if self.auth is not None and scope not in self._token
-                    else None,
-                    timeout=self.timeout,
-                    verify=self.verify,
-                )
-            except requests.exceptions.SSLError as exc:
-                if self.scheme == "https" and _is_loopback(self.host):
-                    self.scheme = "http"  # the engine also allows plain HTTP on loopback
-                    continue
-                raise RegistryError(f"TLS error talking to {self.host}", kind="tls") from exc
-            except requests.exceptions.ConnectionError as exc:
-                if self.scheme == "https" and _is_loopback(self.host) and "SSL" in str(exc):
-                    self.scheme = "http"
-                    continue
-                raise classify_registry_message(
-                    f"cannot talk to {self.host}: {_transport_reason(exc)}", registry=self.host
-                ) from exc
-            except requests.exceptions.Timeout as exc:
-                raise RegistryError(
-                    f"{self.host} did not answer within {self.timeout:.0f}s",
-                    transient=True,
-                    kind="timeout",
-                ) from exc
-            if response.status_code == 400 and self.scheme == "https" and _is_loopback(self.host):
-                self.scheme = "http"  # spoke TLS to a plain-HTTP registry
-                continue
+                if self.auth is not None:
+                    auth = (self.auth.username, self.auth.password)
+            response = self._send(
+                method, f"/v2/{repository}/{path}", data=data, headers=all_headers, auth=auth
+            )
             challenge = response.headers.get("WWW-Authenticate", "")
             if (
                 response.status_code == 401
@@ -194,19 +190,90 @@ class RegistryClient:
             return response
         return response
 
-    def _fetch_token(self, challenge: str, scope: str) -> str:
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One request to this registry, over HTTPS unless the engine would fall back to HTTP.
+
+        An insecure registry (loopback, or one the engine lists) is tried over HTTPS without
+        verification after a TLS failure, then over plain HTTP, as the engine does.
+        """
+        import requests
+
+        while True:
+            url = f"{self.scheme}://{self.host}{path}"
+            try:
+                response = self._http(method, url, **kwargs)
+            except requests.exceptions.SSLError as exc:
+                if self._fall_back():
+                    continue
+                raise RegistryError(
+                    f"TLS error talking to {self.host}: {_tls_reason(exc)}",
+                    hint=f"trust its CA (/etc/docker/certs.d/{self.host}/ca.crt, or "
+                    "REQUESTS_CA_BUNDLE), or list it in the engine's insecure-registries",
+                    kind="tls",
+                ) from exc
+            except requests.exceptions.ConnectionError as exc:
+                if "SSL" in str(exc) and self._fall_back():
+                    continue
+                raise classify_registry_message(
+                    f"cannot talk to {self.host}: {_transport_reason(exc)}", registry=self.host
+                ) from exc
+            except requests.exceptions.Timeout as exc:
+                raise RegistryError(
+                    f"{self.host} did not answer within {self.timeout:.0f}s",
+                    transient=True,
+                    kind="timeout",
+                ) from exc
+            if response.status_code == 400 and self.scheme == "https" and self._fall_back():
+                continue  # spoke TLS to a plain-HTTP registry
+            return response
+
+    def _http(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        proxy = proxy_for(url, self.env)
+        return self.session.request(
+            method,
+            url,
+            timeout=self.timeout,
+            verify=self.verify,
+            proxies={"http": proxy, "https": proxy} if proxy else {},
+            cert=client_cert(self._certs) if not self.verify else None,
+            **kwargs,
+        )
+
+    def _fall_back(self) -> bool:
+        """Move to the next way the engine would try an insecure registry; False if none."""
+        if self.scheme != "https" or not self._is_insecure():
+            return False
+        if self.verify:
+            import requests
+
+            self.session = requests.Session()  # an unverified session, still without env
+            self.session.trust_env = False
+            self.verify = False
+        else:
+            self.scheme = "http"
+        return True
+
+    def _is_insecure(self) -> bool:
+        if self._insecure is None:
+            if is_loopback(self.host):
+                self._insecure = True
+            else:
+                config = EngineRegistryConfig.from_info(self._engine_config())
+                self._insecure = config.is_insecure(self.host)
+        return self._insecure
+
+    def _fetch_token(self, challenge: str, scope: str | None) -> str:
         import requests
 
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         realm = params.pop("realm", "")
         if not realm.startswith(("https://", "http://")):
             raise RegistryError(f"{self.host} sent an unusable auth challenge", kind="garbage")
-        params["scope"] = scope
+        if scope is not None:
+            params["scope"] = scope
         auth = (self.auth.username, self.auth.password) if self.auth else None
         try:
-            response = self.session.get(
-                realm, params=params, auth=auth, timeout=self.timeout, verify=self.verify
-            )
+            response = self._http("GET", realm, params=params, auth=auth)
         except requests.exceptions.RequestException as exc:
             raise RegistryError(
                 f"could not reach the token service of {self.host}",
@@ -257,6 +324,50 @@ _TRANSPORT_REASONS = (
     ("temporary failure in name resolution", "temporary failure in name resolution"),
     ("aborted", "connection aborted"),
 )
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """The TLS failure in a few words (never the URL)."""
+    text = str(exc)
+    for needle in ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "certificate required"):
+        if needle.lower() in text.lower():
+            return {
+                "CERTIFICATE_VERIFY_FAILED": "certificate verify failed",
+                "WRONG_VERSION_NUMBER": "the server does not speak TLS",
+                "certificate required": "the registry requires a client certificate",
+            }[needle]
+    return "handshake failed"
+
+
+def _verifying_session(context: Any) -> requests.Session:
+    """A session whose HTTPS (direct or through a proxy) verifies with `context`."""
+    import requests
+    import requests.adapters
+
+    class TrustAdapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["ssl_context"] = context
+            super().init_poolmanager(*args, **kwargs)
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            kwargs["ssl_context"] = context
+            return super().proxy_manager_for(proxy, **kwargs)
+
+    session = requests.Session()
+    session.trust_env = False  # proxies and CAs come from registry_trust, not requests
+    session.mount("https://", TrustAdapter())
+    return session
+
+
+def _engine_registry_config(env: Mapping[str, str]) -> Mapping[str, Any]:
+    """`docker info` RegistryConfig of the engine DOCKER_HOST names; {} when unavailable."""
+    from shipit.adapters.engine.client import Engine
+    from shipit.errors import ShipitError
+
+    try:
+        return Engine.connect(env, timeout=15).registry_config()
+    except ShipitError:
+        return {}
 
 
 def _transport_reason(exc: BaseException) -> str:

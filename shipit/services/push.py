@@ -419,13 +419,51 @@ def _with_retry(
         )
 
     try:
-        return call_with_retry(fn, settings.retry, on_retry=on_retry)
+        return call_with_retry(
+            _believed_refusals(fn, plan, settings), settings.retry, on_retry=on_retry
+        )
     except AuthError:
         if destination.kind != "ecr":
             raise
         reporter.warn(f"{destination.label}: authorization rejected; fetching a fresh ECR token")
         plan.auth = destination.authenticate(reporter, refresh=True)
         return call_with_retry(fn, settings.retry, on_retry=on_retry)
+
+
+def _believed_refusals(fn: Callable[[], T], plan: _Plan, settings: PushSettings) -> Callable[[], T]:
+    """`fn`, where an `unauthorized` is believed only once the registry refuses the credentials.
+
+    After a transient failure of the registry's /v2/ ping (a 503) the engine goes on
+    without credentials and reports `unauthorized`. So the credentials are checked directly,
+    as `docker login` does: refused, it is the auth error (exit 3); accepted, a transient
+    error that is retried; the check failing for another reason leaves the engine's word.
+    ECR keeps its own path (a fresh token), and an anonymous push has nothing to check.
+    """
+
+    def call() -> T:
+        try:
+            return fn()
+        except AuthError as refused:
+            if plan.destination.kind == "ecr" or plan.auth is None:
+                raise
+            try:
+                _client(plan, settings).check_login()
+            except AuthError:
+                raise refused from None
+            except RegistryError as unsure:
+                if unsure.transient:
+                    raise
+                raise refused from None
+            raise RegistryError(
+                "the engine's push was refused as unauthorized, yet the registry accepts "
+                "these credentials",
+                hint="a transient registry failure can make the engine push without "
+                "credentials; if this persists, check the registry's auth setup",
+                transient=True,
+                kind="auth_unverified",
+            ) from refused
+
+    return call
 
 
 def _dry_run(
