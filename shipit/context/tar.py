@@ -329,14 +329,7 @@ def create_context_archive(context_dir: Path, dockerfile: Path) -> ContextArchiv
     """
     context_dir = Path(context_dir)
     dockerfile = Path(dockerfile)
-    if not context_dir.exists():
-        raise UsageError(f"build context '{context_dir}' does not exist")
-    if not context_dir.is_dir():
-        raise UsageError(f"build context '{context_dir}' is not a directory")
-    if not dockerfile.exists():
-        raise UsageError(f"Dockerfile '{dockerfile}' not found; pass -f/--file")
-    if not dockerfile.is_file():
-        raise UsageError(f"Dockerfile '{dockerfile}' is not a file; pass -f/--file")
+    _check_inputs(context_dir, dockerfile)
 
     # Like the CLI: resolve symlinks in both, then see where the Dockerfile lies.
     root = os.path.realpath(context_dir)
@@ -385,6 +378,18 @@ def create_context_archive(context_dir: Path, dockerfile: Path) -> ContextArchiv
         secret_like=sorted(packer.secrets),
         newest_mtime=newest_mtime,
     )
+
+
+def _check_inputs(context_dir: Path, dockerfile: Path) -> None:
+    """The context must be a directory and the Dockerfile a file (one clear error otherwise)."""
+    if not context_dir.exists():
+        raise UsageError(f"build context '{context_dir}' does not exist")
+    if not context_dir.is_dir():
+        raise UsageError(f"build context '{context_dir}' is not a directory")
+    if not dockerfile.exists():
+        raise UsageError(f"Dockerfile '{dockerfile}' not found; pass -f/--file")
+    if not dockerfile.is_file():
+        raise UsageError(f"Dockerfile '{dockerfile}' is not a file; pass -f/--file")
 
 
 def _add_outside_dockerfile(

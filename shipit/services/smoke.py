@@ -13,6 +13,7 @@ from typing import Any
 from shipit.adapters.engine.client import Engine
 from shipit.errors import ExitCode, ShipitError, UsageError
 from shipit.model import (
+    ContainerInfo,
     ContainerSpec,
 )
 from shipit.output.reporter import Reporter
@@ -110,28 +111,15 @@ def smoke_test(
         engine.create_network(name, labels=labels)
         container = name
         started = clock()
-        try:
-            engine.run_container(
-                ContainerSpec(
-                    image=image.id,
-                    name=name,
-                    network=name,
-                    container_port=target_port,
-                    environment=dict(env or {}),
-                    labels=labels,
-                )
-            )
-        except ShipitError as exc:
-            # A plain ShipitError is the engine refusing to start this image (a bad CMD, ...);
-            # a taken name or port, or an unreachable engine, keep their own exit codes.
-            if type(exc) is not ShipitError:
-                raise
-            raise SmokeTestFailed(
-                f"smoke test failed: {image_ref} did not start: {exc.message}"
-            ) from exc
-        info = engine.container(name)
-        if info is None or not info.running:
-            raise _smoke_failure(engine, name, f"{image_ref} exited as soon as it started")
+        spec = ContainerSpec(
+            image=image.id,
+            name=name,
+            network=name,
+            container_port=target_port,
+            environment=dict(env or {}),
+            labels=labels,
+        )
+        info = _start(engine, spec, image_ref)
         url, _ = _published_url(info, target_port, path)
         reporter.info(
             f"waiting up to {timeout:g}s for {url}"
@@ -168,6 +156,24 @@ def smoke_test(
         )
     finally:
         _remove_quietly(engine, reporter, container=container, network=network)
+
+
+def _start(engine: Engine, spec: ContainerSpec, image_ref: str) -> ContainerInfo:
+    """Start the smoke container; one that cannot start or exits at once fails the test."""
+    try:
+        engine.run_container(spec)
+    except ShipitError as exc:
+        # A plain ShipitError is the engine refusing to start this image (a bad CMD, ...);
+        # a taken name or port, or an unreachable engine, keep their own exit codes.
+        if type(exc) is not ShipitError:
+            raise
+        raise SmokeTestFailed(
+            f"smoke test failed: {image_ref} did not start: {exc.message}"
+        ) from exc
+    info = engine.container(spec.name)
+    if info is None or not info.running:
+        raise _smoke_failure(engine, spec.name, f"{image_ref} exited as soon as it started")
+    return info
 
 
 def _wait_healthy(
