@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests import test_integration_dockerhub as dockerhub_tests
 from tests.conftest import BUSYBOX_IMAGE, Cleanup, run_shipit
 from tests.support import missing_binaries
 from tests.support.moto_server import moto_server_missing, running_moto_server
@@ -472,3 +473,39 @@ def test_ecr_matrix_and_one_shot_publish_the_same_index(
     _forget(multi_project.cleanup, [p["reference"] for p in results["platform_images"]])
     assert {p["digest"] for p in results["pushed"]} == {digest}
     assert {p["status"] for p in results["pushed"]} == {"unchanged"}
+
+
+# ---------------------------------------------------------------- Docker Hub (the stand-in)
+
+hub = dockerhub_tests.hub  # registry-1.docker.io + auth.docker.io on loopback (CI only)
+
+
+def test_dockerhub_matrix_pushes_then_merge_publish_the_index(
+    multi_project: MultiProject, hub: Any, tmp_path: Path
+) -> None:
+    multi_project.build_both(["latest"])
+    env = {
+        "DOCKERHUB_USERNAME": dockerhub_tests.USER,
+        "DOCKERHUB_TOKEN": dockerhub_tests.TOKEN,
+        "DOCKERHUB_NAMESPACE": dockerhub_tests.ORG,
+        "DOCKER_CONFIG": str(tmp_path / "docker-config"),
+    }
+    repo = f"{dockerhub_tests.ORG}/{multi_project.name}"
+    base = ["push", "--registry", "dockerhub", "--name", multi_project.name, "--json"]
+    for platform in PLATFORMS.split(","):
+        runner = run_shipit(
+            *base, "--platform", platform, "--platform-only", env=env, cwd=multi_project.path
+        )
+        assert runner.returncode == 0, runner.stderr
+        _forget(
+            multi_project.cleanup, [p["reference"] for p in json.loads(runner.stdout)["pushed"]]
+        )
+    merged = run_shipit(*base, "--platform", PLATFORMS, "--merge", env=env, cwd=multi_project.path)
+    assert merged.returncode == 0, merged.stderr
+    assert dockerhub_tests.TOKEN not in merged.stdout + merged.stderr
+    (published,) = json.loads(merged.stdout)["pushed"]
+    assert published["reference"] == f"docker.io/{repo}:latest"
+    served, index = hub.manifest(repo, "latest", dockerhub_tests.USER)
+    assert served == published["digest"]
+    assert hub.skopeo_digest(repo, "latest", dockerhub_tests.USER) == published["digest"]
+    assert {m["platform"]["architecture"] for m in index["manifests"]} == {"amd64", "arm64"}

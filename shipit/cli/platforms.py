@@ -241,9 +241,10 @@ def smoke_reference(engine: Engine, reference: str, platform: str | None) -> str
 
 def show_remote(reference: str, reporter: Reporter, env: dict[str, str]) -> None:
     """`shipit inspect --remote`: the tag's digest and each platform it serves."""
+    from shipit.cli.wiring import clients
     from shipit.services.multiplatform import inspect_remote
 
-    remote = inspect_remote(reference, env)
+    remote = inspect_remote(reference, env, registry_client=clients().registry)
     if reporter.mode.json:
         reporter.emit_json(remote.as_json())
         return

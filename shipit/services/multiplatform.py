@@ -547,7 +547,13 @@ class RemoteImage:
         }
 
 
-def inspect_remote(reference: str, env: Mapping[str, str], *, timeout: float = 30.0) -> RemoteImage:
+def inspect_remote(
+    reference: str,
+    env: Mapping[str, str],
+    *,
+    timeout: float = 30.0,
+    registry_client: RegistryClientFactory = RegistryClient,
+) -> RemoteImage:
     """Read HOST/REPO:TAG from its registry (credentials as `push` finds them for that host:
     SHIPIT_REGISTRY_USERNAME/PASSWORD, else the Docker config)."""
     from shipit.reference import looks_like_host
@@ -568,7 +574,7 @@ def inspect_remote(reference: str, env: Mapping[str, str], *, timeout: float = 3
         env_names=("SHIPIT_REGISTRY_USERNAME", "SHIPIT_REGISTRY_PASSWORD"),
         env=env,
     )
-    reader = IndexReader(RegistryClient(host, auth, timeout=timeout), path)
+    reader = IndexReader(registry_client(host, auth, timeout=timeout), path)
     manifest = reader.manifest(tag)
     if manifest is None:
         raise RegistryError(f"{reference} does not exist in the registry", kind="not_found")
