@@ -280,13 +280,14 @@ def push_platforms(
     if settings.dry_run:
         return _dry_run(selection, platforms, destinations, reporter, platform_only=platform_only)
     run = _Run(reporter, settings, registry_client)
-    unchanged: dict[str, dict[str, str]] = {}
-    if not platform_only:
-        with reporter.phase("Check release tags"):
-            found = run_concurrently(
-                [_named(d.label, partial(_guard, run, d, selection, images)) for d in destinations]
-            )
-        unchanged = {d.label: u for d, u in zip(destinations, found, strict=True)}
+    # Each registry is prepared (an ECR repository created) once, before the platforms' pushes
+    # run side by side; release tags are checked against the index before anything is pushed.
+    guard = partial(_guard, run, check=not platform_only)
+    with reporter.phase("Prepare registries" if platform_only else "Check release tags"):
+        found = run_concurrently(
+            [_named(d.label, partial(guard, d, selection, images)) for d in destinations]
+        )
+    unchanged = {d.label: u for d, u in zip(destinations, found, strict=True)}
     view = concurrent_reporter(reporter) if len(platforms) > 1 else reporter
     push = partial(push_image, registry_client=registry_client)
     per_platform = run_concurrently(
@@ -355,15 +356,18 @@ def _guard(
     destination: Destination,
     selection: ImageSelection,
     images: dict[Platform, ImageInfo],
+    *,
+    check: bool = True,
 ) -> dict[str, str]:
     """Before anything is pushed: a release tag that already holds an index of exactly these
-    images is left as it is (its digest returned); one holding anything else is refused."""
+    images is left as it is (its digest returned); one holding anything else is refused.
+    With `check` False the registry is only prepared."""
     client, repository, path = run.registry(destination, selection.name)
     reader = IndexReader(client, path)
     wanted = [(p, info.id) for p, info in images.items()]
     unchanged: dict[str, str] = {}
     for tag in selection.tags:
-        if not is_release_tag(tag):
+        if not check or not is_release_tag(tag):
             continue
         same = run.retry(partial(reader.same_images, tag, wanted), destination)
         if same is None:
