@@ -136,10 +136,23 @@ def test_oci_labels_and_inline_cache_are_on_the_image(
     assert labels["org.opencontainers.image.version"] == "1.2.3"
     assert labels["org.opencontainers.image.created"].endswith("Z")
     assert labels["io.shipit.image"] == name and labels["team"] == "a"
-    # BUILDKIT_INLINE_CACHE=1: the config carries the cache metadata --cache-from reads.
+    # BUILDKIT_INLINE_CACHE=1: the image config carries the cache metadata --cache-from reads.
     assert image["Id"] == json.loads(result.stdout)["image_id"]
-    history = engine_cleanup.run("image", "inspect", "--format", "{{json .}}", f"{name}:test")
-    assert "BUILDKIT_INLINE_CACHE" not in history.stdout
+    assert "moby.buildkit.cache.v0" in _image_config(f"{name}:test")
+    history = engine_cleanup.run("history", "--no-trunc", f"{name}:test").stdout
+    assert "BUILDKIT_INLINE_CACHE" not in history
+
+
+def _image_config(reference: str) -> dict[str, Any]:
+    """The image's config JSON, from `docker save` (inspect leaves out BuildKit's keys)."""
+    import io
+    import tarfile
+
+    saved = subprocess.run(["docker", "save", reference], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(saved.stdout)) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        config: dict[str, Any] = json.load(tar.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
+    return config
 
 
 def test_legacy_switch_builds_with_the_legacy_builder(
@@ -319,3 +332,29 @@ def test_platform_check_after_a_legacy_build_on_the_engine(
     assert caught.value.exit_code == 5
     tags = [t for image in docker_api.images(name) for t in image["RepoTags"] or []]
     assert f"{name}:test" not in tags  # no silent native image under the name
+
+
+def test_cache_from_a_pushed_image_onto_an_empty_builder(
+    tmp_path: Path, busybox_image: str, engine_cleanup: Any, docker_api: Any, unique: str
+) -> None:
+    # Any image shipit built is a --cache-from source (inline cache); BuildKit fetches only
+    # what it reuses, shipit pulls nothing.
+    from tests.support.registry import running_registry
+
+    dockerfile = f"FROM {busybox_image}\nRUN sleep 2 && echo {unique} > /slow\n"
+    context = _project(tmp_path / "ctx", dockerfile)
+    name = f"shipit-bk-cf-{unique}"
+    with running_registry(tmp_path / "reg") as reg:
+        remote = f"{reg.address}/{name}"
+        first = _build(context, name, engine_cleanup)
+        assert first.returncode == 0, first.stderr[-2000:]
+        docker_api.tag(f"{name}:test", remote, "test")
+        for chunk in docker_api.push(remote, tag="test", stream=True, decode=True):
+            assert "error" not in chunk, chunk
+        for reference in (f"{name}:test", f"{remote}:test"):
+            docker_api.remove_image(reference, force=True)
+        engine_cleanup.run("builder", "prune", "-af")  # an empty runner
+        again = _build(context, name, engine_cleanup, "--cache-from", f"{remote}:test")
+        assert again.returncode == 0, again.stderr[-2000:]
+    step = re.search(r"^(#\d+) \[2/2\] RUN sleep 2", again.stderr, re.MULTILINE)
+    assert step and f"{step.group(1)} CACHED" in again.stderr, again.stderr
