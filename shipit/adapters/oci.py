@@ -69,7 +69,8 @@ class RegistryClient:
     The registry is trusted as the engine trusts it (shipit.adapters.registry_trust): the CAs
     of the system or of REQUESTS_CA_BUNDLE/SSL_CERT_FILE plus /etc/docker/certs.d/HOST/, the
     proxies of the environment, and the engine's insecure registries (`engine_config` returns
-    `docker info`'s RegistryConfig; asked only when TLS to a non-loopback host fails).
+    `docker info`'s RegistryConfig; asked only when TLS fails; without an answer only
+    loopback is insecure, as in the engine's defaults).
     """
 
     def __init__(
@@ -244,8 +245,13 @@ class RegistryClient:
         if self.scheme != "https" or not self._is_insecure():
             return False
         if self.verify:
-            import requests
+            import warnings
 
+            import requests
+            from urllib3.exceptions import InsecureRequestWarning
+
+            # The engine's own choice for this registry: no warning per request about it.
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
             self.session = requests.Session()  # an unverified session, still without env
             self.session.trust_env = False
             self.verify = False
@@ -255,11 +261,11 @@ class RegistryClient:
 
     def _is_insecure(self) -> bool:
         if self._insecure is None:
-            if is_loopback(self.host):
-                self._insecure = True
-            else:
-                config = EngineRegistryConfig.from_info(self._engine_config())
-                self._insecure = config.is_insecure(self.host)
+            answer = self._engine_config()
+            if answer:
+                self._insecure = EngineRegistryConfig.from_info(answer).is_insecure(self.host)
+            else:  # the engine's defaults: loopback only
+                self._insecure = is_loopback(self.host)
         return self._insecure
 
     def _fetch_token(self, challenge: str, scope: str | None) -> str:
