@@ -154,8 +154,9 @@ class Emulation:
     status_on: bool
 
     @classmethod
-    def read(cls, directory: Path = BINFMT_DIR) -> Emulation:
+    def read(cls, directory: Path | None = None) -> Emulation:
         """The registered and enabled `qemu-*` handlers (none when binfmt_misc is not mounted)."""
+        directory = directory or BINFMT_DIR
         status = _first_line(directory / "status")
         enabled = set()
         try:

@@ -65,3 +65,26 @@ def test_merge_dry_run_lists_each_index_and_contacts_nothing(
         result.output
     )
     assert all(c[0] != "push" for c in fake_api.calls)
+
+
+@pytest.fixture
+def no_emulators(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine whose binfmt_misc has no QEMU handler registered."""
+    binfmt = tmp_path / "binfmt_misc"
+    binfmt.mkdir()
+    (binfmt / "status").write_text("enabled\n")
+    monkeypatch.setattr("shipit.platforms.BINFMT_DIR", binfmt)
+
+
+@pytest.mark.parametrize("command", ["build", "smoke"])
+def test_a_platform_without_emulator_fails_before_the_engine_builds_or_runs(
+    project: Path, fake_api: FakeAPI, no_emulators: None, command: str
+) -> None:
+    platforms = "linux/amd64,linux/arm64" if command == "build" else "linux/arm64"
+    result = runner.invoke(app, [command, "--platform", platforms])
+    assert result.exit_code == 5, result.output
+    assert "cannot build linux/arm64 on this linux/amd64 engine" in result.output
+    assert "no emulator for aarch64 is registered" in result.output
+    assert "qemu-user-static" in result.output and "binfmt-support" in result.output
+    assert "Traceback" not in result.output
+    assert not [c for c in fake_api.calls if c[0] in ("build", "_post", "create_container")]
