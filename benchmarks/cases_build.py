@@ -237,6 +237,14 @@ def _explain(run: BuildRun) -> tuple[str, str]:
         f"spent {engine:.3f} s in the engine's build call ({calls} call(s)) and the rest "
         f"({profiled.seconds - engine:.3f} s of {profiled.seconds:.3f} s wall) starting, "
         f"importing and preparing. {NEXT.get(run.builder, '')}"
+        + (
+            f" shipit asked the engine for {calls} builds where docker build makes one: the "
+            "image, then its builder stage as NAME:buildcache. With BuildKit's inline cache "
+            "metadata on the image, measure whether that second build still pays (issue 11, "
+            "item 6) or can be skipped when nothing asks for the builder-stage image."
+            if calls > 1
+            else ""
+        )
     )
 
 
