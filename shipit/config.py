@@ -125,7 +125,9 @@ def parse_config(path: Path, table: Any) -> FileConfig:
             values[key] = _parse_registry(value, f"{where}: [registry]")
         else:
             known = sorted(_STR_KEYS | _TABLE_KEYS | _LIST_KEYS | _BOOL_KEYS)
-            raise ConfigError(f"{where}: unknown key '{raw_key}' (known: {', '.join(known)})")
+            raise ConfigError(
+                f"{where}: unknown key '{raw_key}' (known: {', '.join(k.replace('_', '-') for k in known)})"
+            )
     return FileConfig(**values)
 
 
@@ -145,7 +147,9 @@ def _parse_registry(value: Any, where: str) -> dict[str, Any]:
             item = list(_string_list(item, f"{where}: '{raw_key}'"))
         else:
             known = sorted(_REGISTRY_STR_KEYS | _REGISTRY_BOOL_KEYS | _REGISTRY_LIST_KEYS)
-            raise ConfigError(f"{where}: unknown key '{raw_key}' (known: {', '.join(known)})")
+            raise ConfigError(
+                f"{where}: unknown key '{raw_key}' (known: {', '.join(k.replace('_', '-') for k in known)})"
+            )
         out[key] = item
     return out
 

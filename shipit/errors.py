@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -23,6 +24,7 @@ class ShipitError(Exception):
     """Base of every expected failure. The message is one line and never holds a secret."""
 
     exit_code: int = ExitCode.INTERNAL
+    kind: str = "error"
 
     def __init__(self, message: str, *, hint: str | None = None, details: list[str] | None = None):
         super().__init__(message)
@@ -30,37 +32,61 @@ class ShipitError(Exception):
         self.hint = hint
         # Extra lines shown under the message (e.g. the last lines of a failing RUN step).
         self.details = details or []
+        # What did complete before the failure, for --json (e.g. {"pushed": [...], "failed": [...]}).
+        self.completed: dict[str, Any] = {}
 
     def __str__(self) -> str:
         return self.message
+
+    def as_json(self) -> dict[str, Any]:
+        """The --json object of a failed run: the error, plus whatever did complete."""
+        error = {
+            "message": self.message,
+            "hint": self.hint,
+            "exit_code": self.exit_code,
+            "kind": self.kind,
+        }
+        return {"error": error, **self.completed}
 
 
 class UsageError(ShipitError):
     """Invalid input: a bad tag, name, option value, context, Dockerfile or configuration."""
 
     exit_code = ExitCode.USAGE
+    kind = "usage"
 
 
 class ConfigError(UsageError):
     """The [tool.shipit] table or shipit.toml is malformed."""
+
+    kind = "config"
+
+
+class DockerfileError(UsageError):
+    """The engine's Dockerfile parser rejected the Dockerfile: invalid input, nothing was built."""
+
+    kind = "dockerfile"
 
 
 class AuthError(ShipitError):
     """Credentials are missing, expired, wrong or not allowed to do what was asked."""
 
     exit_code = ExitCode.AUTH
+    kind = "auth"
 
 
 class EngineUnavailableError(ShipitError):
     """The Docker engine could not be reached."""
 
     exit_code = ExitCode.ENGINE
+    kind = "engine"
 
 
 class BuildError(ShipitError):
     """The image build failed (a failing step, a Dockerfile syntax error, a missing base image)."""
 
     exit_code = ExitCode.BUILD
+    kind = "build"
 
 
 class RegistryError(ShipitError):
@@ -95,3 +121,4 @@ class Interrupted(ShipitError):
     """The user or the CI system stopped the run (SIGINT or SIGTERM)."""
 
     exit_code = ExitCode.INTERRUPTED
+    kind = "interrupted"

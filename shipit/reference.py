@@ -21,6 +21,11 @@ PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
 TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
 DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+# A release version (`1.2.3`, `v1.2.3`, pre-release `1.2.3-rc.1`): the tag rules and CI tags share it.
+SEMVER_RE = re.compile(
+    r"^v?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
+    r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+)
 NAME_TOTAL_LENGTH_MAX = 255
 
 

@@ -87,7 +87,12 @@ def test_ci_commit_feeds_sha_tag_without_git(
 ) -> None:
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     monkeypatch.chdir(tmp_path)
-    env = {"GITLAB_CI": "true", "CI_COMMIT_SHA": SHA, "CI_COMMIT_BRANCH": "main"}
+    env = {
+        "GITLAB_CI": "true",
+        "CI_COMMIT_SHA": SHA,
+        "CI_COMMIT_BRANCH": "main",
+        "CI_DEFAULT_BRANCH": "main",
+    }
     result = runner.invoke(app, ["build", "--json", "--name", "app"], env=env)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["tags"] == ["app:latest", f"app:sha-{SHA[:7]}", "app:main"]
@@ -116,7 +121,9 @@ def test_build_writes_github_outputs(
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     result = runner.invoke(
-        app, ["build", "--name", "app"], env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(out)}
+        app,
+        ["build", "--name", "app"],
+        env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(out), "GITHUB_REF": "refs/heads/x"},
     )
     assert result.exit_code == 0, result.output
     assert "image=app" in out.read_text()

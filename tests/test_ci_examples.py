@@ -71,11 +71,15 @@ def test_github_actions_workflow_gets_outputs_summary_and_masks(
         "aws-region"
     ]
     output, summary = tmp_path / "output", tmp_path / "summary"
+    event = tmp_path / "event.json"  # what the runner writes for a push to main
+    event.write_text('{"ref": "refs/heads/main", "repository": {"default_branch": "main"}}')
     env = {
         "CI": "true",
         "GITHUB_ACTIONS": "true",
         "GITHUB_OUTPUT": str(output),
         "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_EVENT_PATH": str(event),
         "GITHUB_REF": "refs/heads/main",
         "GITHUB_REF_NAME": "main",
         "GITHUB_SHA": SHA,
@@ -94,7 +98,7 @@ def test_github_actions_workflow_gets_outputs_summary_and_masks(
     for key in ("image", "digest", "tags", "references"):
         assert re.search(rf"^{key}(=|<<)", text, re.MULTILINE), key
     assert "image=hello-flask" in text
-    assert f"{host}/hello-flask:latest@sha256:" in text
+    assert f"{host}/hello-flask:latest@sha256:" in text  # a push to the default branch
     assert f"{host}/hello-flask:main" in text  # the branch tag from GITHUB_REF_NAME
     assert "| ecr |" in summary.read_text()
     lines = result.stderr.splitlines()
@@ -107,7 +111,7 @@ def test_github_actions_workflow_gets_outputs_summary_and_masks(
     assert any(line.startswith("::group::") for line in lines)
 
 
-def test_gitlab_job_tags_merge_requests_and_pushes_to_docker_hub(
+def test_gitlab_job_tags_merge_requests_without_latest_and_pushes_to_docker_hub(
     fake_api: FakeAPI, registry_api: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = readme_yaml("GitLab CI (set")["release-image"]
@@ -117,6 +121,7 @@ def test_gitlab_job_tags_merge_requests_and_pushes_to_docker_hub(
         "CI_COMMIT_SHA": SHA,
         "CI_MERGE_REQUEST_IID": "42",
         "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature/Login",
+        "CI_DEFAULT_BRANCH": "main",
         "CI_COMMIT_TAG": "",
         "DOCKERHUB_USERNAME": "alice",
         "DOCKERHUB_TOKEN": "dckr_pat_not_a_real_token",
@@ -129,7 +134,7 @@ def test_gitlab_job_tags_merge_requests_and_pushes_to_docker_hub(
     results = run_all(commands, env)
     pushed = results[1].stdout
     assert "docker.io/alice/hello-flask:pr-42@sha256:" in pushed
-    assert "docker.io/alice/hello-flask:latest@sha256:" in pushed
+    assert "docker.io/alice/hello-flask:latest" not in pushed  # a merge request never moves latest
     assert "dckr_pat_not_a_real_token" not in "".join(r.output for r in results)
     (_, _, kwargs) = next(c for c in fake_api.calls if c[0] == "push")
     assert kwargs["auth_config"]["username"] == "alice"

@@ -200,7 +200,7 @@ def test_secret_looking_build_arg_warns_without_the_value(project: Path, fake_ap
     [
         (["--tag", "bad tag"], 2, "invalid tag 'bad tag'"),
         (["--name", "Bad"], 2, "invalid image name 'Bad'"),
-        (["--build-arg", "NOEQUALS"], 2, "--build-arg 'NOEQUALS' must be KEY=VALUE"),
+        (["--build-arg", "=VALUE"], 2, "--build-arg '' must be KEY=VALUE"),
         (["--label", "x"], 2, "--label 'x' must be KEY=VALUE"),
         (["missing-dir"], 2, "build context 'missing-dir' does not exist"),
         (["-f", "nope/Dockerfile"], 2, "Dockerfile"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shipit.adapters.engine.client import read_build_stream, read_push_stream
-from shipit.errors import AuthError, BuildError, RegistryError
+from shipit.errors import AuthError, BuildError, DockerfileError, RegistryError
 from shipit.model import BuildOutput, BuildStep, Event, PushProgress
 
 OK_BUILD = [
@@ -48,8 +48,9 @@ def test_build_fails_when_stream_reports_error() -> None:
 
 def test_build_error_for_dockerfile_syntax() -> None:
     chunks = [{"error": "dockerfile parse error line 3: unknown instruction: RUNN"}]
-    with pytest.raises(BuildError, match=r"Dockerfile syntax error: .*RUNN"):
+    with pytest.raises(DockerfileError, match=r"Dockerfile syntax error: .*RUNN") as info:
         read_build_stream(iter(chunks))
+    assert info.value.exit_code == 2  # invalid input: nothing was built
 
 
 def test_build_error_for_missing_base_image_has_a_hint() -> None:

@@ -106,7 +106,8 @@ def test_error_only_unauthorized_exits_3_through_the_cli(project: Path, fake_api
     ]
     result = CliRunner().invoke(app, ["push", "--registry", "localhost:5000", "--tag", tag])
     assert result.exit_code == ExitCode.AUTH, result.output
-    assert "refused the credentials" in result.stderr
+    # No credentials were sent: the message says so and how to give them (issue 13, item 11).
+    assert "requires credentials and none were sent" in result.stderr
 
 
 def test_error_only_entry_after_digest_exits_6_through_the_cli(

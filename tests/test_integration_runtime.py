@@ -137,7 +137,7 @@ def test_smoke_of_an_image_that_exits_fails_fast(
     assert time.monotonic() - started < 20
     assert "exited" in result.stderr
     assert "  | [log] missing DATABASE_URL" in result.stderr
-    assert result.stdout == ""  # no JSON object for a failure
+    assert json.loads(result.stdout)["error"]["exit_code"] == 7  # one JSON object, the error
     assert shipit_made(docker_api, name) == ([], [])
 
 

@@ -259,7 +259,8 @@ def test_error_chunk_fails_with_exit_6(
     assert result.exit_code == 6, result.output
     assert "the registry rejected the image or its name" in result.stderr
     assert "manifest invalid" in result.stderr
-    assert result.stdout == ""  # no success JSON
+    assert json.loads(result.stdout)["error"]["kind"] == "invalid"  # no success JSON
+    assert json.loads(result.stdout)["pushed"] == []
     assert "pushed " not in result.stderr
     assert registries.tags(f"{REG}/demo") == {}
 
@@ -383,7 +384,7 @@ def test_digest_mismatch_exits_6(
     assert result.exit_code == 6, result.output
     assert f"{ref}: the registry serves {served} but the push reported {reported}" in result.stderr
     assert "hint: another push may have moved the tag" in result.stderr
-    assert result.stdout == ""
+    assert json.loads(result.stdout)["error"]["kind"] == "digest_mismatch"
 
 
 def test_unreachable_registry_during_verification_exits_6(
@@ -444,7 +445,7 @@ def test_existing_release_tag_with_other_image_is_refused_everywhere(
         "refusing to overwrite it"
     ) in result.stderr
     assert "--allow-overwrite" in result.stderr
-    assert result.stdout == ""
+    assert json.loads(result.stdout)["error"]["kind"] == "overwrite_refused"
     # Nothing was pushed or tagged for any registry, and the registry kept the old image.
     assert not calls(registries.api, "push", "tag")
     assert not [r for r in registries.requests if r[0] == "PUT"]
@@ -659,9 +660,12 @@ def test_quiet_prints_only_results(
 def test_github_actions_masks_the_secret_before_use(
     project: Path, built: list[str], registries: FakeRegistries
 ) -> None:
-    env = {"GITHUB_ACTIONS": "true", "GITHUB_REF": "refs/tags/x", "CI": "true"}
+    env = {"GITHUB_ACTIONS": "true", "CI": "true"}
     result = runner.invoke(
-        app, ["push", "-r", REG, "-u", "ci", "--password-stdin"], input=SECRET + "\n", env=env
+        app,
+        ["push", "-r", REG, "-u", "ci", "--password-stdin", "--latest"],
+        input=SECRET + "\n",
+        env=env,
     )
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
@@ -679,12 +683,11 @@ def test_github_actions_masks_environment_secrets_first(
 ) -> None:
     env = {
         "GITHUB_ACTIONS": "true",
-        "GITHUB_REF": "refs/tags/x",
         "CI": "true",
         "DOCKERHUB_USERNAME": "bob",
         "DOCKERHUB_TOKEN": SECRET,
     }
-    result = runner.invoke(app, ["push", "-r", "dockerhub"], env=env)
+    result = runner.invoke(app, ["push", "-r", "dockerhub", "--latest"], env=env)
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     assert lines[0] == f"::add-mask::{SECRET}"
@@ -699,7 +702,8 @@ def test_one_failing_registry_fails_the_run_after_the_other_finished(
     ]
     result = runner.invoke(app, ["push", "-r", REG, "-r", OTHER, "--json"])
     assert result.exit_code == 6, result.output
-    assert result.stdout == ""
+    data = json.loads(result.stdout)  # what landed and what failed (tests/test_json_errors.py)
+    assert [f["registry"] for f in data["failed"]] == [REG]
     # The healthy registry was pushed completely (the failure of one does not cut the other off).
     digest = registries.served_digest(f"{OTHER}/demo:{built[0]}")
     assert registries.tags(f"{OTHER}/demo") == {t: digest for t in built}

@@ -640,7 +640,7 @@ def test_resolve_credentials_order(docker_config: Path) -> None:
         )
         is None
     )
-    with pytest.raises(UsageError, match="--username and --password-stdin go together"):
+    with pytest.raises(UsageError, match="--password-stdin needs --username"):
         resolve(password="p1")
     with pytest.raises(AuthError, match="P is not set"):
         resolve(env_user="e")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,28 @@ def strip_credentials(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def source_url(remote: str) -> str | None:
+    """The remote as a URL for the OCI `source` label, credentials stripped; None when it is a
+    local path (or file://), which means nothing outside this machine.
+
+    scp-like `git@github.com:acme/web.git` and `ssh://git@host/acme/web.git` become
+    `https://host/acme/web`, the address people browse.
+    """
+    remote = remote.strip()
+    scp = re.fullmatch(r"(?:[^@/:\s]+@)?([A-Za-z0-9.-]+\.[A-Za-z]{2,}):(?!//)([^\s]+)", remote)
+    if scp and not remote.startswith("/"):
+        return f"https://{scp.group(1)}/{scp.group(2).strip('/').removesuffix('.git')}"
+    if "://" not in remote:
+        return None
+    parts = urlsplit(remote)
+    if parts.scheme in ("file", "") or not parts.hostname:
+        return None
+    if parts.scheme in ("ssh", "git+ssh"):
+        path = parts.path.strip("/").removesuffix(".git")
+        return f"https://{parts.hostname}/{path}"
+    return strip_credentials(remote)
 
 
 def _git(path: Path, *args: str) -> str | None:

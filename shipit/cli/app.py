@@ -49,6 +49,39 @@ class LazyGroup(TyperGroup):
             )
         return super().get_command(ctx, cmd_name)
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """Typer suggests a close command name only among built commands; here all count."""
+        from difflib import get_close_matches
+
+        try:
+            return super().resolve_command(ctx, args)
+        except _usage_error() as exc:
+            message = str(getattr(exc, "message", ""))
+            if args and message and "Did you mean" not in message:
+                matches = get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    names = ", ".join(repr(m) for m in matches)
+                    exc.message = f"{message.rstrip('.')}. Did you mean {names}?"  # type: ignore[attr-defined]
+            raise
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["shipit.json"] = "--json" in args
+        return list(super().parse_args(ctx, args))
+
+    def invoke(self, ctx: Any) -> Any:
+        """A usage error click finds (a bad option value) still answers --json with one object."""
+        try:
+            return super().invoke(ctx)
+        except _usage_error() as exc:
+            if ctx.meta.get("shipit.json"):
+                import json
+
+                from shipit.errors import UsageError
+
+                error = UsageError(str(exc.format_message()))  # type: ignore[attr-defined]
+                print(json.dumps(error.as_json()), flush=True)
+            raise
+
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         built = self.commands
         # Stand-ins without options, to list the pending commands the way click lists any.
@@ -60,6 +93,19 @@ class LazyGroup(TyperGroup):
             super().format_commands(ctx, formatter)
         finally:
             self.commands = built
+
+
+def _usage_error() -> type[Exception]:
+    """The click UsageError class Typer raises (Typer 0.2x vendors click as typer._click)."""
+    from typer import core
+
+    vendored = getattr(core, "_click", None)
+    if vendored is not None:
+        error_class: type[Exception] = vendored.exceptions.UsageError
+        return error_class
+    import click
+
+    return click.UsageError
 
 
 def _listing_stub(name: str, info: Any) -> TyperCommand:

@@ -11,9 +11,11 @@ from shipit.cli.options import (
     CacheFromOpt,
     ContextArg,
     FileOpt,
+    IidFileOpt,
     JsonOpt,
     LabelOpt,
     LatestOpt,
+    MetadataFileOpt,
     NameOpt,
     NetworkOpt,
     NoCacheOpt,
@@ -49,6 +51,8 @@ def build(
     cache_from: CacheFromOpt = None,
     secret: SecretOpt = None,
     ssh: SshOpt = None,
+    iidfile: IidFileOpt = None,
+    metadata_file: MetadataFileOpt = None,
     json: JsonOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -90,7 +94,15 @@ def build(
         if build_for_platforms(settings, engine, reporter, env) is not None:
             return  # several --platform values: built, reported
         result = build_image(settings, engine, reporter)
-        write_ci_outputs(env, result.name, [f"{result.name}:{t}" for t in result.tags], [])
+        write_ci_outputs(
+            env,
+            result.name,
+            [f"{result.name}:{t}" for t in result.tags],
+            [],
+            image_id=result.image_id,
+            iidfile=iidfile,
+            metadata_file=metadata_file,
+        )
         if json:
             reporter.emit_json(result.as_json())
         else:

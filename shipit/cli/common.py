@@ -38,33 +38,77 @@ def make_reporter(*, json: bool = False, verbose: bool = False, quiet: bool = Fa
 
 
 def run_body(reporter: Any, body: Callable[[], None]) -> None:
-    """Run a command body; expected failures become one message and their exit code."""
+    """Run a command body; expected failures become one message and their exit code.
+
+    With --json, a failure still prints exactly one object on stdout: the error (message,
+    hint, exit code, kind) plus whatever did complete.
+    """
     try:
         body()
     except ShipitError as exc:
         reporter.error(exc)
+        if reporter.mode.json:
+            reporter.emit_json(exc.as_json())
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        reporter.error(Interrupted("interrupted: stopped before finishing"))
+        interrupted = Interrupted("interrupted: stopped before finishing")
+        reporter.error(interrupted)
+        if reporter.mode.json:
+            reporter.emit_json(interrupted.as_json())
         raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except Exception as exc:
+        # A bug: its traceback goes to stderr, and --json still answers with one object.
+        if reporter.mode.json:
+            internal = ShipitError(f"internal error: {type(exc).__name__}")
+            internal.kind = "internal"
+            reporter.emit_json(internal.as_json())
+        raise
 
 
-def write_ci_outputs(env: dict[str, str], image: str, tags: list[str], pushed: list[Any]) -> None:
-    """Under GitHub Actions: step outputs and a summary table of what landed."""
+def write_ci_outputs(
+    env: dict[str, str],
+    image: str,
+    tags: list[str],
+    pushed: list[Any],
+    *,
+    image_id: str | None = None,
+    iidfile: str | None = None,
+    metadata_file: str | None = None,
+) -> None:
+    """--iidfile, --metadata-file and, under GitHub Actions, step outputs and a summary table."""
+    from shipit.adapters.ci import build_metadata, write_github_outputs
+
+    landed = [p for p in pushed if p.digest and p.status not in ("cache", "planned")]
+    metadata = build_metadata(image_id, tags, [(p.reference, p.digest) for p in landed])
+    _write_file(iidfile, image_id or "", "--iidfile")
+    if metadata_file:
+        import json
+
+        _write_file(metadata_file, json.dumps(metadata, indent=2) + "\n", "--metadata-file")
     if env.get("GITHUB_ACTIONS") != "true":
         return
-    from shipit.adapters.ci import write_github_outputs
-
-    landed = [p for p in pushed if p.digest and p.status != "cache"]
     write_github_outputs(
         env,
         image=image,
         digest=landed[0].digest if landed else None,
-        tags=tags,
+        tags=list(dict.fromkeys(p.reference for p in landed)) or tags,
         references=[f"{p.reference}@{p.digest}" for p in landed],
         rows=[(p.registry, p.reference, p.digest) for p in landed]
         or [("local", t, "") for t in tags],
+        image_id=image_id,
+        metadata=metadata,
     )
+
+
+def _write_file(path: str | None, text: str, option: str) -> None:
+    if not path:
+        return
+    from shipit.errors import UsageError
+
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write it ({exc.strerror})") from exc
 
 
 def build_options(**values: Any) -> Any:
@@ -116,8 +160,8 @@ def registry_options(
     password = None
     username = username or config_registry.get("username")
     if password_stdin:
-        if not username:
-            raise UsageError("--password-stdin needs --username")
+        # Without --username, each registry's own variable names the user
+        # (SHIPIT_REGISTRY_USERNAME, DOCKERHUB_USERNAME): see resolve_credentials.
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise UsageError("--password-stdin: nothing was read from stdin")

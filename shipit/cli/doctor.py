@@ -9,13 +9,25 @@ import typer
 
 from shipit.cli.app import app
 from shipit.cli.common import make_reporter, read_env, run_body
-from shipit.cli.options import JsonOpt, ProfileOpt, QuietOpt, RegionOpt, RegistryOpt, VerboseOpt
+from shipit.cli.options import (
+    CacheFromOpt,
+    JsonOpt,
+    KmsOpt,
+    LifecycleKeepOpt,
+    LifecycleUntaggedOpt,
+    ProfileOpt,
+    QuietOpt,
+    RegionOpt,
+    RegistryTargetOpt,
+    ScanGateOpt,
+    VerboseOpt,
+)
 from shipit.errors import ShipitError
 
 
 @app.command()
 def doctor(
-    registry: RegistryOpt = None,
+    registry: RegistryTargetOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     json: JsonOpt = False,
@@ -53,14 +65,17 @@ def doctor(
             make_iam=lambda: wired.iam(options.profile),
         )
         results.append(checks_mod.check_dockerhub(env, required="dockerhub" in wanted))
+        for target in wanted:
+            if not isinstance(target, str):  # a registry host: reachable, and its credentials
+                results += checks_mod.check_registry(target, env)
         failed = checks_mod.failed_required(results)
-        if json:
-            reporter.emit_json({"ok": not failed, "checks": [c.as_json() for c in results]})
-        else:
+        report = {"ok": not failed, "checks": [c.as_json() for c in results]}
+        if json and not failed:
+            reporter.emit_json(report)
+        elif not json:
             for c in results:
-                mark = {True: "ok  ", False: "FAIL", None: "??  "}[c.ok]
-                need = "" if c.required or c.ok is not False else " (optional)"
-                reporter.emit(f"{mark} {c.name}: {c.detail}{need}")
+                need = "" if c.required or c.ok is not False else " (optional: not needed here)"
+                reporter.emit(f"{checks_mod.mark(c)} {c.name}: {c.detail}{need}")
                 if c.ok is not True and c.hint:
                     reporter.emit(f"     fix: {c.hint}")
         if failed:
@@ -68,6 +83,8 @@ def doctor(
                 f"{len(failed)} required check(s) failed: " + ", ".join(c.name for c in failed)
             )
             error.exit_code = checks_mod.exit_code_for(failed[0])
+            error.kind = "doctor"
+            error.completed = report  # --json: the checks beside the error
             raise error
 
     run_body(reporter, body)
@@ -80,9 +97,19 @@ def iam_policy(
     ] = None,
     region: Annotated[str, typer.Option("--region", help="Region, or * for any.")] = "*",
     account: Annotated[str, typer.Option("--account", help="Account id, or * for any.")] = "*",
+    lifecycle_keep: LifecycleKeepOpt = None,
+    lifecycle_untagged_days: LifecycleUntaggedOpt = None,
+    scan_gate: ScanGateOpt = None,
+    kms_key: KmsOpt = None,
+    cache_from: CacheFromOpt = None,
+    json: JsonOpt = False,
 ) -> None:
-    """Print the least-privilege IAM policy JSON for pushing to one ECR repository."""
-    reporter = make_reporter(json=True)
+    """Print the least-privilege IAM policy for `shipit push` to one ECR repository.
+
+    Pass the same --lifecycle-keep, --scan-gate, --kms-key and --cache-from as the push: each
+    adds the actions it needs, and only then.
+    """
+    reporter = make_reporter(json=json)
 
     def body() -> None:
         import json as jsonlib
@@ -91,9 +118,23 @@ def iam_policy(
         from shipit.config import load_config
         from shipit.errors import UsageError
 
-        name = repository or load_config(Path.cwd()).name
+        config = load_config(Path.cwd())
+        name = repository or config.registry.get("repository") or config.name
         if not name:
             raise UsageError("no repository: pass --repository NAME")
-        print(jsonlib.dumps(push_policy(name, region=region, account=account), indent=2))
+        document = push_policy(
+            name,
+            region=region,
+            account=account,
+            lifecycle=lifecycle_keep is not None or lifecycle_untagged_days is not None,
+            scan_gate=scan_gate is not None,
+            kms_key=kms_key or config.registry.get("kms_key"),
+            cache_from=tuple(cache_from or config.cache_from),
+        )
+        if json:
+            actions = sorted({a for s in document["Statement"] for a in s["Action"]})
+            reporter.emit_json({"repository": name, "actions": actions, "policy": document})
+        else:
+            print(jsonlib.dumps(document, indent=2))
 
     run_body(reporter, body)

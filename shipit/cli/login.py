@@ -14,7 +14,7 @@ from shipit.cli.options import (
     QuietOpt,
     RegionOpt,
     RegistryIdOpt,
-    RegistryOpt,
+    RegistryTargetOpt,
     RetriesOpt,
     RetryTimeOpt,
     StallOpt,
@@ -25,7 +25,7 @@ from shipit.cli.options import (
 
 @app.command()
 def login(
-    registry: RegistryOpt = None,
+    registry: RegistryTargetOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     registry_id: RegistryIdOpt = None,

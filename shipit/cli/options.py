@@ -71,6 +71,15 @@ LabelOpt = Annotated[
 
 NetworkOpt = Annotated[str | None, typer.Option("--network", help="Network for RUN steps.")]
 
+IidFileOpt = Annotated[
+    str | None, typer.Option("--iidfile", metavar="FILE", help="Write the image id to FILE.")
+]
+MetadataFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--metadata-file", metavar="FILE", help="Write buildx's build metadata JSON to FILE."
+    ),
+]
 CacheFromOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -104,6 +113,17 @@ RegistryOpt = Annotated[
         metavar="KIND",
         envvar="SHIPIT_REGISTRIES",
         help="ecr, dockerhub, or HOST[:PORT][/NAMESPACE] (repeatable: pushed concurrently).",
+    ),
+]
+# login and doctor take the same registries, but push nothing.
+RegistryTargetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--registry",
+        "-r",
+        metavar="KIND",
+        envvar="SHIPIT_REGISTRIES",
+        help="ecr, dockerhub, or HOST[:PORT][/NAMESPACE] (repeatable).",
     ),
 ]
 

@@ -140,7 +140,13 @@ def push(
         pushed = push_image(
             selection, destinations, engine, reporter, settings, registry_client=wired.registry
         )
-        write_ci_outputs(env, selection.name, selection.references, pushed)
+        write_ci_outputs(
+            env,
+            selection.name,
+            selection.references,
+            pushed,
+            image_id=None if dry_run else engine.require_image(selection.references[0]).id,
+        )
         if json:
             reporter.emit_json({"pushed": [p.as_json() for p in pushed], "dry_run": dry_run})
         else:

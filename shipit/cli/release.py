@@ -24,6 +24,7 @@ from shipit.cli.options import (
     CreateRepoOpt,
     DryRunOpt,
     FileOpt,
+    IidFileOpt,
     ImmutableOpt,
     JsonOpt,
     KmsOpt,
@@ -31,6 +32,7 @@ from shipit.cli.options import (
     LatestOpt,
     LifecycleKeepOpt,
     LifecycleUntaggedOpt,
+    MetadataFileOpt,
     NameOpt,
     NamespaceOpt,
     NetworkOpt,
@@ -75,6 +77,8 @@ def release(
     label: LabelOpt = None,
     network: NetworkOpt = None,
     cache_from: CacheFromOpt = None,
+    iidfile: IidFileOpt = None,
+    metadata_file: MetadataFileOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     registry_id: RegistryIdOpt = None,
@@ -195,7 +199,15 @@ def release(
             smoke=check,
         )
         if not dry_run:
-            write_ci_outputs(env, settings.image.name, settings.image.references, released.pushed)
+            write_ci_outputs(
+                env,
+                settings.image.name,
+                settings.image.references,
+                released.pushed,
+                image_id=released.built.image_id if released.built else None,
+                iidfile=iidfile,
+                metadata_file=metadata_file,
+            )
         if json:
             reporter.emit_json(released.as_json(dry_run=dry_run))
         else:

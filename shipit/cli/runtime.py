@@ -70,8 +70,11 @@ def smoke(
         if json:
             reporter.emit_json(result.as_json())
         else:
+            # One line, after cleanup: the container and its URL are gone by now.
+            shown = path if path.startswith("/") else f"/{path}"
             reporter.emit(
-                f"healthy {result.image} in {result.seconds_to_healthy:.1f}s ({result.url})"
+                f"healthy {result.image} in {result.seconds_to_healthy:.1f}s "
+                f"({shown} answered {result.http_status}; container and network removed)"
             )
 
     run_body(reporter, body)

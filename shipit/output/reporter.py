@@ -8,11 +8,12 @@ prints plain (timestamped in CI) lines; under GitHub Actions it adds ::group:: m
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -20,6 +21,31 @@ from typing import Any, TextIO
 from shipit.adapters.engine.buildkit.trace import strip_ansi
 from shipit.errors import ShipitError
 from shipit.model import BuildOutput, BuildStep, Event, PushProgress, PushStatus
+
+# Terminal escapes (CSI, OSC, other ESC sequences) and control characters other than tab/newline.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[@-Z\\-_]"
+    r"|\x1b"
+    r"|[\x00-\x08\x0b-\x1f\x7f]"
+)
+
+
+def plain_text(text: str) -> str:
+    """Untrusted text (engine, registry, container or file-name text) made safe to print.
+
+    Terminal escapes and control characters are removed, so a plain log carries no `^[[91m`
+    and a live view cannot be moved or recoloured by what it shows.
+    """
+    return _ESCAPES.sub("", text)
+
+
+def literal(text: str, style: str | None = None) -> Any:
+    """A rich Text of untrusted text: shown as is, never read as markup (`[/dim]` stays)."""
+    from rich.text import Text
+
+    return Text(plain_text(text), style=style or "")
 
 
 @dataclass(frozen=True)
@@ -67,28 +93,45 @@ class Reporter:
         self.err = stderr or sys.stderr
         self._masked: set[str] = set()
         self._console: Any = None
+        # The live view on screen, if any: lines go above it, results are held until it ends.
+        self._live: LiveView | None = None
+        self._held: list[str] = []
 
     # ------------------------------------------------------------ plain text
 
-    def _line(self, text: str) -> None:
+    def _line(self, text: str, *, hold: bool = False) -> None:
         if self.mode.ci:
             text = f"[{time.strftime('%H:%M:%S')}] {text}"
+        if hold and self._live is not None:
+            # A result printed while a live view redraws would be erased or glued into it:
+            # it is printed whole, once, when the view ends.
+            self._held.append(text)
+            return
         self._write_err(text)
 
     def _write_err(self, text: str) -> None:
+        text = plain_text(text)
         for secret in self._masked:
             text = text.replace(secret, "***")
-        print(text, file=self.err, flush=True)
+        if self._live is not None:
+            self._live.print_above(text)
+        else:
+            print(text, file=self.err, flush=True)
+
+    def literal(self, text: str) -> None:
+        """Untrusted text (engine, registry, container output; file names) as a progress line:
+        never read as markup, escapes removed, above a live view when one is drawn."""
+        self.info(text)
 
     def info(self, text: str) -> None:
         """Progress the user wants to see unless --quiet."""
         if not self.mode.quiet:
-            self._line(text)
+            self._line(text, hold=True)
 
     def detail(self, text: str) -> None:
         """Extra detail for --verbose."""
         if self.mode.verbose and not self.mode.quiet:
-            self._line(text)
+            self._line(text, hold=True)
 
     def warn(self, text: str) -> None:
         if self.mode.github:
@@ -98,7 +141,7 @@ class Reporter:
 
     def success(self, text: str) -> None:
         if not self.mode.quiet:
-            self._line(text)
+            self._line(text, hold=True)
 
     def error(self, error: ShipitError) -> None:
         """One line saying what failed (plus any detail lines and a hint saying what to do)."""
@@ -148,11 +191,24 @@ class Reporter:
 
     @contextmanager
     def progress(self, title: str) -> Iterator[ProgressView]:
-        """A view for build or push events: live on a terminal, plain lines otherwise."""
-        view: ProgressView
-        view = LiveView(self, title) if self.mode.live else PlainView(self)
-        with view:
-            yield view
+        """A view for build or push events: live on a terminal, plain lines otherwise.
+
+        Lines reported while a live view is drawn (`pushed ...`, `tagged ...`) are printed
+        whole, once, after it.
+        """
+        if not self.mode.live or self._live is not None:
+            yield PlainView(self) if self._live is None else self._live
+            return
+        view = LiveView(self, title)
+        self._live = view
+        try:
+            with view:
+                yield view
+        finally:
+            self._live = None
+            held, self._held = self._held, []
+            for line in held:
+                self._write_err(line)
 
     def console(self) -> Any:
         if self._console is None:
@@ -174,6 +230,10 @@ class ProgressView(ABC):
     @abstractmethod
     def __call__(self, event: Event) -> None:
         """Show one event."""
+
+    def for_registry(self, label: str) -> Callable[[Event], None]:
+        """The sink for one registry's push events (a live view gives each registry a line)."""
+        return self
 
 
 class PlainView(ProgressView):
@@ -200,10 +260,40 @@ class PlainView(ProgressView):
 
 
 REDRAW_SECONDS = 0.25
+# Layer statuses after which a layer is complete, whatever its last byte count said.
+_LAYER_DONE = ("Pushed", "Layer already exists", "Mounted from", "Already exists")
+
+
+@dataclass
+class _Layer:
+    status: str
+    current: int | None = None
+    total: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status.startswith(_LAYER_DONE)
+
+
+def registry_percent(layers: Mapping[str, _Layer]) -> int:
+    """One registry's push progress: 100 only when every layer is complete."""
+    if not layers:
+        return 0
+    if all(layer.done for layer in layers.values()):
+        return 100
+    total = sum(layer.total or 0 for layer in layers.values())
+    if total:
+        sent = sum(
+            (layer.total or 0) if layer.done else min(layer.current or 0, layer.total or 0)
+            for layer in layers.values()
+        )
+        return min(99, sent * 100 // total)
+    return min(99, 100 * sum(layer.done for layer in layers.values()) // len(layers))
 
 
 class LiveView(ProgressView):
-    """A rich Live panel: the current build step with its last lines, or a bar per pushed layer."""
+    """A rich Live panel: the current build step with its last lines, or one line per registry
+    being pushed to (with its layers under it while they move)."""
 
     def __init__(self, reporter: Reporter, title: str):
         from rich.live import Live
@@ -212,7 +302,8 @@ class LiveView(ProgressView):
         self.title = title
         self.step = ""
         self.lines: deque[str] = deque(maxlen=6)
-        self.layers: dict[str, tuple[str, int | None, int | None]] = {}
+        # registry label ("" when the pusher names none) -> layer id -> state
+        self.registries: dict[str, dict[str, _Layer]] = {}
         self._last = 0.0
         # Redrawn from the event stream, at most REDRAW_SECONDS apart and only after a change:
         # no refresh thread repainting an unchanged panel while the engine works.
@@ -226,37 +317,84 @@ class LiveView(ProgressView):
 
     def __exit__(self, *exc: object) -> None:
         self.live.__exit__(None, None, None)
+        # The finished state stays on screen: each registry's line (at 100% when complete).
+        if self.registries:
+            self.reporter.console().print(self._registry_lines(final=True))
 
-    def _render(self) -> Any:
-        from rich.console import Group
+    def print_above(self, text: str, style: str | None = None) -> None:
+        """A line printed above the panel (never read as markup)."""
+        self.live.console.print(literal(text, style), soft_wrap=True)
+
+    @property
+    def layers(self) -> dict[str, tuple[str, int | None, int | None]]:
+        """Every layer being pushed, as (status, current, total)."""
+        return {
+            layer: (state.status, state.current, state.total)
+            for layers in self.registries.values()
+            for layer, state in layers.items()
+        }
+
+    def _registry_lines(self, *, final: bool = False) -> Any:
         from rich.progress_bar import ProgressBar
         from rich.table import Table
         from rich.text import Text
 
-        if self.layers:
-            table = Table.grid(padding=(0, 1))
-            for layer, (status, current, total) in list(self.layers.items())[-12:]:
+        table = Table.grid(padding=(0, 1))
+        for label, layers in self.registries.items():
+            percent = registry_percent(layers)
+            done = sum(layer.done for layer in layers.values())
+            table.add_row(
+                literal(label or self.title, style="bold"),
+                ProgressBar(total=100, completed=percent, width=30),
+                Text(f"{percent:3d}%"),
+                Text(f"{done}/{len(layers)} layers"),
+            )
+            if final:
+                continue
+            for layer, state in list(layers.items())[-6:]:
+                if state.done:
+                    continue
                 bar: Any = Text("")
-                if total:
-                    bar = ProgressBar(total=total, completed=current or 0, width=30)
-                table.add_row(Text(layer[:12], style="cyan"), Text(status[:24]), bar)
-            return Group(Text(self.title, style="bold"), table)
-        parts: list[Any] = [Text(self.title, style="bold"), Text(self.step, style="cyan")]
-        parts.extend(Text(f"  {line}"[:200], style="dim") for line in self.lines)
-        return Group(*parts)
+                if state.total:
+                    bar = ProgressBar(total=state.total, completed=state.current or 0, width=30)
+                table.add_row(
+                    literal(f"  {layer[:12]}", style="cyan"), bar, literal(state.status[:24])
+                )
+        return table
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.text import Text
+
+        if self.registries:
+            return Group(literal(self.title, style="bold"), self._registry_lines())
+        parts: list[Any] = [literal(self.title, style="bold"), literal(self.step, style="cyan")]
+        parts.extend(literal(f"  {line}"[:200], style="dim") for line in self.lines)
+        return Group(*parts) if parts else Text("")
+
+    def for_registry(self, label: str) -> Callable[[Event], None]:
+        return lambda event: self._show(event, label)
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, BuildStep):
-            from rich.text import Text
+        self._show(event, "")
 
+    def _show(self, event: Event, registry: str) -> None:
+        if isinstance(event, BuildStep):
             # A step's text is the user's Dockerfile line: shown as Text, never read as markup.
             self.step = strip_ansi(event.text)
             self.lines.clear()
-            self.reporter.console().print(Text(self.step, style="dim"), highlight=False)
+            self.print_above(self.step, style="dim")
         elif isinstance(event, BuildOutput):
             self.lines.append(strip_ansi(event.text))
         elif isinstance(event, PushProgress):
-            self.layers[event.layer] = (event.status, event.current, event.total)
+            layers = self.registries.setdefault(registry, {})
+            state = layers.get(event.layer)
+            if state is None:
+                layers[event.layer] = _Layer(event.status, event.current, event.total)
+            else:
+                state.status = event.status
+                state.current = event.current if event.current is not None else state.current
+                state.total = event.total or state.total
         elif isinstance(event, PushStatus):
             self.lines.append(event.text)
         now = time.monotonic()

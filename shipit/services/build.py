@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shipit.adapters.engine.client import Engine
-from shipit.adapters.git import GitInfo, read_git_info
+from shipit.adapters.git import GitInfo, read_git_info, source_url
 from shipit.config import FileConfig
 from shipit.errors import UsageError
 from shipit.output.reporter import Reporter
@@ -124,6 +124,22 @@ def parse_pairs(values: Sequence[str], option: str) -> dict[str, str]:
     return pairs
 
 
+def parse_build_args(values: Sequence[str], env: Mapping[str, str]) -> dict[str, str]:
+    """`--build-arg KEY=VALUE`, or `--build-arg KEY` for the value of KEY in the environment
+    (left out when unset, as docker does)."""
+    pairs: dict[str, str] = {}
+    for raw in values:
+        if "=" in raw:
+            pairs.update(parse_pairs([raw], "--build-arg"))
+            continue
+        key = raw.strip()
+        if not key:
+            raise UsageError("--build-arg needs KEY=VALUE or KEY")
+        if key in env:
+            pairs[key] = env[key]
+    return pairs
+
+
 def resolve_context(options_context: str | None, config: FileConfig, cwd: Path) -> Path:
     """Option (or SHIPIT_CONTEXT, via the CLI) > config > '.'."""
     if options_context:
@@ -142,29 +158,75 @@ def select_image(
     git: GitInfo | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ImageSelection:
-    """Name and tags from the one rule set: --tag, latest, sha-<head>, version tags, CI tags."""
+    """Name and tags from the one rule set: --tag, latest, sha-<head>, version tags, CI tags.
+
+    In CI (a detected CI system), `latest` defaults to the CI's rule (default branch or a
+    release tag, as docker/metadata-action) and a git tag's version is the version; an explicit
+    --latest/--no-latest (or config `latest`) and --version (or config `version`) win.
+    """
     from shipit.adapters import ci
 
-    name = options.name or config.name or normalise_name(context.name)
+    tag_name, explicit = split_name_tags(list(options.tags or config.tags))
+    name = options.name or config.name
+    if tag_name and name and tag_name != name:
+        raise UsageError(
+            f"-t names image '{tag_name}' but the image is '{name}' "
+            f"({'--name' if options.name else 'the config'}): use one name",
+            hint=f"pass -t {tag_name.rsplit('/', 1)[-1]}... as a plain tag, or --name {tag_name}",
+        )
+    name = name or tag_name or normalise_name(context.name)
     validate_name(name)
-    version = options.version or config.version
+    ci_info = ci.detect(env or {})
+    version = options.version or config.version or (ci_info.version() if ci_info else None)
     latest = options.latest if options.latest is not None else config.latest
+    if latest is None:
+        latest = ci_info.latest() if ci_info is not None else True
     if git is None:
         git = read_git_info(context) if context.is_dir() else None
-    ci_info = ci.detect(env or {})
     git = ci.merge_git(git, ci_info)
     if ci_info is not None:
         extra_tags = [*extra_tags, *ci_info.tags()]
     tags = compute_tags(
-        explicit=list(options.tags or config.tags),
-        latest=True if latest is None else latest,
+        explicit=explicit,
+        latest=latest,
         git_sha=git.sha if git else None,
         version=version,
         extra=extra_tags,
     )
     if not tags:
-        raise UsageError("no tags to apply: pass --tag or --version, or drop --no-latest")
+        why = "drop --no-latest" if ci_info is None else "pass --latest"
+        raise UsageError(
+            f"no tags to apply: pass --tag or --version, or {why}",
+            hint=None
+            if ci_info is None
+            else "in CI, 'latest' goes only to the default branch and to release tags",
+        )
     return ImageSelection(name=name, tags=tuple(tags), version=version, git=git)
+
+
+def split_name_tags(values: Sequence[str]) -> tuple[str | None, list[str]]:
+    """`-t` values as docker takes them: `TAG` or `NAME:TAG`; the one name they give, and the tags.
+
+    Two different names are refused: one build makes one image name.
+    """
+    names: dict[str, str] = {}
+    tags: list[str] = []
+    for value in values:
+        repository, sep, tag = value.rpartition(":")
+        if sep and repository and "/" not in tag:
+            names.setdefault(validate_name(repository), value)
+            tags.append(tag)
+        elif "/" in value:
+            names.setdefault(validate_name(value), value)
+            tags.append("latest")
+        else:
+            tags.append(value)
+    if len(names) > 1:
+        raise UsageError(
+            "-t names more than one image (" + ", ".join(f"'{n}'" for n in names) + "): "
+            "one build makes one image name; pass the others as plain tags"
+        )
+    return (next(iter(names)) if names else None), tags
 
 
 CACHE_STAGE = "builder"
@@ -241,7 +303,7 @@ def resolve_build_settings(
             f"Dockerfile '{dockerfile}' not found: pass -f/--file or add one to the context"
         )
 
-    cli_args = parse_pairs(options.build_args, "--build-arg")
+    cli_args = parse_build_args(options.build_args, env)
     user_labels = parse_pairs(options.labels, "--label")
     image = select_image(options.image, config, context, extra_tags=extra_tags, env=env)
 
@@ -255,7 +317,12 @@ def resolve_build_settings(
     if APP_REVISION_ARG in declared and APP_REVISION_ARG not in build_args and revision:
         build_args[APP_REVISION_ARG] = revision
 
-    labels = {**config.labels, **oci_labels(image, env, now=now), **user_labels}
+    labels = {
+        **project_labels(context),
+        **config.labels,
+        **oci_labels(image, env, now=now),
+        **user_labels,
+    }
     text = dockerfile.read_text(encoding="utf-8", errors="replace")
     warnings = _arg_warnings([*config.build_args, *cli_args], text)
     cache_from = tuple(options.cache_from or config.cache_from)
@@ -344,6 +411,40 @@ def _builder_and_session(
 CREATED_LABEL = "org.opencontainers.image.created"
 
 
+def project_labels(context: Path) -> dict[str, str]:
+    """description, url and licenses from the build context's own pyproject.toml [project].
+
+    Only the context's own project counts: a pyproject.toml further up (the repository's
+    tooling, say) describes something else than the image.
+    """
+    import tomllib
+
+    path = context / "pyproject.toml"
+    try:
+        with path.open("rb") as fh:
+            project = tomllib.load(fh).get("project")
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    if not isinstance(project, dict):
+        return {}
+    labels: dict[str, str] = {}
+    if isinstance(project.get("description"), str) and project["description"].strip():
+        labels["org.opencontainers.image.description"] = project["description"].strip()
+    urls = project.get("urls")
+    if not isinstance(urls, dict):
+        urls = {}
+    for key in ("Homepage", "homepage", "Documentation", "Repository", "Source"):
+        if isinstance(urls.get(key), str):
+            labels["org.opencontainers.image.url"] = urls[key]
+            break
+    license_ = project.get("license")
+    if isinstance(license_, dict):
+        license_ = license_.get("text")
+    if isinstance(license_, str) and license_.strip() and "\n" not in license_.strip():
+        labels["org.opencontainers.image.licenses"] = license_.strip()
+    return labels
+
+
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -375,8 +476,9 @@ def oci_labels(
         labels["org.opencontainers.image.version"] = image.version
     if image.git:
         labels["org.opencontainers.image.revision"] = image.git.sha
-        if image.git.remote_url:
-            labels["org.opencontainers.image.source"] = image.git.remote_url
+        source = source_url(image.git.remote_url) if image.git.remote_url else None
+        if source:
+            labels["org.opencontainers.image.source"] = source
     return labels
 
 
@@ -540,5 +642,5 @@ def _pull_cache_images(references: list[str], engine: Engine, reporter: Reporter
             reporter.info(f"using cache from {reference}")
             usable.append(reference)
         else:
-            reporter.detail(f"cache image {reference} is not available; building without it")
+            reporter.warn(f"cache image {reference} is not available; building without it")
     return usable

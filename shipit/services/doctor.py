@@ -193,8 +193,74 @@ def failed_required(checks: Sequence[Check]) -> list[Check]:
     return [c for c in checks if c.required and c.ok is False]
 
 
+def check_registry(
+    target: Any, env: Mapping[str, str], *, probe: Callable[[str], str | None] | None = None
+) -> list[Check]:
+    """A generic registry (`--registry HOST[:PORT][/NAMESPACE]`): reachable, and credentials."""
+    from shipit.services.registries import resolve_credentials
+
+    host = target.host
+    problem = (probe or probe_registry)(host)
+    checks = [
+        Check(
+            f"registry {host}",
+            problem is None,
+            problem or "answers at /v2/",
+            "" if problem is None else "check the address and that the registry is running",
+            True,
+        )
+    ]
+    try:
+        auth = resolve_credentials(
+            host,
+            username=None,
+            password=None,
+            env_user=env.get("SHIPIT_REGISTRY_USERNAME"),
+            env_secret=env.get("SHIPIT_REGISTRY_PASSWORD"),
+            env_names=("SHIPIT_REGISTRY_USERNAME", "SHIPIT_REGISTRY_PASSWORD"),
+            env=env,
+        )
+    except ShipitError as exc:
+        return [*checks, Check(f"registry {host} credentials", False, exc.message, "", True)]
+    detail = f"as {auth.username}" if auth else "none (pushes anonymously)"
+    return [*checks, Check(f"registry {host} credentials", True, detail, required=True)]
+
+
+def probe_registry(host: str, timeout: float = 5.0) -> str | None:
+    """None when HOST answers the registry API's /v2/ (200 or 401), else what went wrong."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    schemes = ("http", "https") if host.split(":")[0] in ("localhost", "127.0.0.1") else ("https",)
+    reason = "no answer"
+    for scheme in schemes:
+        try:
+            with opener.open(f"{scheme}://{host}/v2/", timeout=timeout):
+                return None
+        except urllib.error.HTTPError as exc:
+            if exc.code == 401:
+                return None
+            reason = f"/v2/ answered HTTP {exc.code}: not a registry API"
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            reason = f"unreachable ({getattr(exc, 'reason', exc)})"
+    return reason
+
+
+def mark(check: Check) -> str:
+    """The mark a check's line starts with: a failed optional check is not a FAIL."""
+    if check.ok is None:
+        return "??  "
+    if check.ok:
+        return "ok  "
+    return "FAIL" if check.required else "skip"
+
+
 def exit_code_for(check: Check) -> int:
     """The exit code of a failed check's class: engine, Docker config (usage), else credentials."""
+    if check.name.startswith("registry ") and not check.name.endswith(" credentials"):
+        return ExitCode.REGISTRY
     return {"engine": ExitCode.ENGINE, "docker config": ExitCode.USAGE}.get(
         check.name, ExitCode.AUTH
     )

@@ -115,6 +115,9 @@ def plan_prune(engine: Engine, *, name: str, keep: int, include_running: bool = 
     builds = [i for i in ours if i.repo_tags and not _is_cache_image(i, name)]
     builds.sort(key=lambda i: (i.created, i.id), reverse=True)
     kept, old = builds[:keep], builds[keep:]
+    if keep == 0:
+        # No build kept: the builder-stage cache (NAME:buildcache) serves none, so it goes too.
+        old += [i for i in ours if i.repo_tags and _is_cache_image(i, name)]
     dangling = [i for i in ours if not i.repo_tags]
     return PrunePlan(
         name=name,

@@ -130,20 +130,85 @@ def push_image(
     lock = threading.Lock()
     with reporter.phase("Push"), reporter.progress(f"Pushing {selection.name}") as view:
 
-        def sink(event: Event) -> None:
-            with lock:
-                view(event)
+        def sink_for(label: str) -> Callable[[Event], None]:
+            registry_view = view.for_registry(label)  # each registry gets its own line
 
-        results = _parallel(
+            def sink(event: Event) -> None:
+                with lock:
+                    registry_view(event)
+
+            return sink
+
+        outcomes = _settled(
             [
                 _labelled(
                     p.destination,
-                    partial(_push, p, selection, image, engine, reporter, settings, sink),
+                    partial(
+                        _push,
+                        p,
+                        selection,
+                        image,
+                        engine,
+                        reporter,
+                        settings,
+                        sink_for(p.destination.label),
+                    ),
                 )
                 for p in plans
             ]
         )
-    return [pushed for group in results for pushed in group]
+    return _landed_or_raise(plans, outcomes)
+
+
+def _landed_or_raise(
+    plans: Sequence[_Plan], outcomes: Sequence[list[Pushed] | BaseException]
+) -> list[Pushed]:
+    """Everything pushed; or the first failure, carrying what landed and what failed (--json)."""
+    landed = [p for outcome in outcomes if isinstance(outcome, list) for p in outcome]
+    errors = [(plan, o) for plan, o in zip(plans, outcomes, strict=True) if not isinstance(o, list)]
+    if not errors:
+        return landed
+    first = errors[0][1]
+    if isinstance(first, ShipitError):
+        partial_pushed = [
+            p
+            for _, e in errors
+            if isinstance(e, ShipitError)
+            for p in e.completed.get("pushed", [])
+        ]
+        first.completed = {
+            "pushed": [p.as_json() for p in landed] + partial_pushed,
+            "failed": [
+                {
+                    "registry": plan.destination.label,
+                    "message": getattr(e, "message", str(e)),
+                    "exit_code": getattr(e, "exit_code", 1),
+                    "kind": getattr(e, "kind", "internal"),
+                }
+                for plan, e in errors
+            ],
+        }
+    raise first
+
+
+def _settled(jobs: list[Callable[[], T]]) -> list[T | BaseException]:
+    """Run jobs concurrently (see `_parallel`); each one's result or the exception it raised.
+
+    Ctrl-C and SIGTERM still end the run at once.
+    """
+    outcomes: list[T | BaseException] = []
+
+    def settle(job: Callable[[], T]) -> Callable[[], T | BaseException]:
+        def run() -> T | BaseException:
+            try:
+                return job()
+            except Exception as exc:
+                return exc
+
+        return run
+
+    outcomes = _parallel([settle(job) for job in jobs])
+    return outcomes
 
 
 def _labelled(destination: Destination, job: Callable[[], T]) -> Callable[[], T]:
@@ -261,10 +326,29 @@ def _push(
     settings: PushSettings,
     sink: Callable[[Event], None],
 ) -> list[Pushed]:
+    """Push to one destination; a failure carries the tags that did land there (for --json)."""
+    results: list[Pushed] = []
+    try:
+        _push_into(results, plan, selection, image, engine, reporter, settings, sink)
+    except ShipitError as exc:
+        exc.completed.setdefault("pushed", [r.as_json() for r in results])
+        raise
+    return results
+
+
+def _push_into(
+    results: list[Pushed],
+    plan: _Plan,
+    selection: ImageSelection,
+    image: ImageInfo,
+    engine: Engine,
+    reporter: Reporter,
+    settings: PushSettings,
+    sink: Callable[[Event], None],
+) -> None:
     destination = plan.destination
     repository = destination.repository(selection.name)
     path = repository.partition("/")[2]
-    results: list[Pushed] = []
     pushed_digest: str | None = None
     for tag in selection.tags:
         reference = f"{repository}:{tag}"
@@ -317,7 +401,6 @@ def _push(
         results.append(_push_cache_image(plan, selection, engine, reporter, settings, sink))
     if pushed_digest is not None:
         destination.after_push(selection.name, pushed_digest, reporter)
-    return results
 
 
 def _push_cache_image(
@@ -422,7 +505,9 @@ def _with_retry(
         return call_with_retry(
             _believed_refusals(fn, plan, settings), settings.retry, on_retry=on_retry
         )
-    except AuthError:
+    except AuthError as exc:
+        if plan.auth is None:
+            raise _no_credentials(destination, exc) from exc
         if destination.kind != "ecr":
             raise
         reporter.warn(f"{destination.label}: authorization rejected; fetching a fresh ECR token")
@@ -464,6 +549,17 @@ def _believed_refusals(fn: Callable[[], T], plan: _Plan, settings: PushSettings)
             ) from refused
 
     return call
+
+
+def _no_credentials(destination: Destination, refused: AuthError) -> AuthError:
+    """The registry wants credentials and none were sent: say how to give them."""
+    return AuthError(
+        f"{destination.host} requires credentials and none were sent (no --username with "
+        "--password-stdin, no SHIPIT_REGISTRY_USERNAME/SHIPIT_REGISTRY_PASSWORD, no login in "
+        "the Docker config)",
+        hint="set SHIPIT_REGISTRY_USERNAME and SHIPIT_REGISTRY_PASSWORD, pass --username with "
+        f"--password-stdin, or run 'shipit login --registry {destination.label}' first",
+    )
 
 
 def _dry_run(

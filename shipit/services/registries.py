@@ -18,7 +18,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from shipit.adapters import dockerconfig
-from shipit.errors import AuthError, UsageError
+from shipit.errors import AuthError, ShipitError, UsageError
 from shipit.model import Auth
 from shipit.reference import PATH_RE, RegistryTarget, parse_registry_target
 
@@ -86,8 +86,11 @@ def resolve_credentials(
     credential: it only names the Docker Hub namespace, and the later sources still apply.
     """
     if password:
+        username = username or env_user
         if not username:
-            raise UsageError("--username and --password-stdin go together")
+            raise UsageError(
+                f"--password-stdin needs --username (or {env_names[0]}) for {registry}"
+            )
         return Auth(username=username, password=password, registry=registry)
     if env_user or env_secret:
         if not (env_user and env_secret):
@@ -193,15 +196,31 @@ class DockerHub(Destination):
             or self.env.get("DOCKERHUB_USERNAME")
             or self.options.username
         )
-        if not namespace:
+        if not namespace and self._login_username():
             raise UsageError(
                 "no Docker Hub namespace: pass --namespace or set DOCKERHUB_NAMESPACE "
                 "(or DOCKERHUB_USERNAME)"
+            )
+        if not namespace:
+            # No credentials name the account either: they are what is missing (exit 3).
+            raise AuthError(
+                "no Docker Hub credentials: set DOCKERHUB_USERNAME and DOCKERHUB_TOKEN "
+                "(an access token), pass --username with --password-stdin, or run "
+                "'docker login'",
+                hint="--namespace (or DOCKERHUB_NAMESPACE) pushes to an organisation instead",
             )
         namespace = namespace.lower()
         if "/" in namespace or not PATH_RE.match(namespace):
             raise UsageError(f"invalid Docker Hub namespace '{namespace}'")
         return namespace
+
+    def _login_username(self) -> str | None:
+        """The user of an existing Docker Hub login in the Docker config, if any."""
+        try:
+            found = dockerconfig.lookup(dockerconfig.DOCKER_HUB_KEY, self.env)
+        except ShipitError:
+            return None
+        return found[0] if found else None
 
     def repository(self, image_name: str) -> str:
         name = self.options.repository or image_name.rsplit("/", 1)[-1]

@@ -35,6 +35,7 @@ class SmokeTestFailed(ShipitError):
     """The image started but did not become healthy in time, or exited, or Docker reports it unhealthy."""
 
     exit_code = ExitCode.SMOKE
+    kind = "smoke"
 
 
 def probe_http(url: str, timeout: float) -> int | None:
@@ -146,7 +147,8 @@ def smoke_test(
                 f"HTTP 200 after {result[2] - started:.1f}s; Docker's healthcheck passed after "
                 f"{seconds:.1f}s"
             )
-        reporter.success(f"{image_ref} is healthy after {seconds:.1f}s at {url}")
+        # The command prints the result once, after cleanup (the URL is gone by then).
+        reporter.detail(f"{image_ref} is healthy after {seconds:.1f}s at {url}")
         return SmokeResult(
             image=image_ref,
             url=url,

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 
 from shipit.errors import UsageError
-from shipit.reference import validate_tag
+from shipit.reference import SEMVER_RE, validate_tag
 
-SEMVER_RE = re.compile(
-    r"^v?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
-    r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
-)
+__all__ = ["SEMVER_RE", "compute_tags", "is_release_tag", "version_tags"]
 
 
 def version_tags(version: str) -> list[str]:

@@ -32,7 +32,7 @@ from shipit.adapters.engine.buildkit.trace import (
     read_trace_stream,
     strip_ansi,
 )
-from shipit.errors import BuildError, ExitCode
+from shipit.errors import BuildError, DockerfileError, ExitCode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "trace"
 
@@ -323,11 +323,12 @@ def test_a_long_step_name_is_shortened_in_the_error() -> None:
 
 
 def test_a_dockerfile_syntax_error_names_the_line() -> None:
-    with pytest.raises(BuildError) as caught:
+    with pytest.raises(DockerfileError) as caught:
         read_trace_stream(iter(chunks("syntax_error")))
     assert caught.value.message == (
         "Dockerfile syntax error: dockerfile parse error line 2: unknown instruction: NOSUCH"
     )
+    assert caught.value.exit_code == ExitCode.USAGE  # invalid input, as README's table says
 
 
 def test_a_missing_base_image_says_which() -> None:

@@ -19,6 +19,7 @@ from shipit.adapters.classify import classify_registry_message
 from shipit.adapters.engine.request_limits import check_build_query, url_too_long
 from shipit.errors import (
     BuildError,
+    DockerfileError,
     EngineUnavailableError,
     ImageNotFoundError,
     RegistryError,
@@ -735,11 +736,12 @@ def read_build_stream(chunks: Iterator[dict[str, Any]], on_event: EventSink = _i
     return image_id
 
 
-def _build_failure(message: str, step: str | None, tail: list[str]) -> BuildError:
+def _build_failure(message: str, step: str | None, tail: list[str]) -> ShipitError:
     lowered = message.lower()
     hint = None
     if "dockerfile parse error" in lowered or "unknown instruction" in lowered:
-        return BuildError(
+        # Invalid input (exit 2, like any other): the parser refused it before any step ran.
+        return DockerfileError(
             f"Dockerfile syntax error: {message}", hint="fix the Dockerfile line named above"
         )
     if (

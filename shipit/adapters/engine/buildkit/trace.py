@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipit.adapters.engine.buildkit.wire import WireError, decode_timestamp, iter_fields, signed64
-from shipit.errors import BuildError
+from shipit.errors import BuildError, DockerfileError
 
 TRACE_ID = "moby.buildkit.trace"
 IMAGE_ID = "moby.image.id"
@@ -616,7 +616,7 @@ def _unwrap(message: str) -> str:
     return message
 
 
-def build_failure(message: str, trace: BuildTrace) -> BuildError:
+def build_failure(message: str, trace: BuildTrace) -> BuildError | DockerfileError:
     """The BuildError for a failed BuildKit build: what failed, its output, what to do."""
     message = strip_ansi(_unwrap(message))
     lowered = message.lower()
@@ -628,7 +628,8 @@ def build_failure(message: str, trace: BuildTrace) -> BuildError:
             hint="rename the context's first file or folder (in name order) to a shorter name",
         )
     if "dockerfile parse error" in lowered or "unknown instruction" in lowered:
-        return BuildError(
+        # Invalid input (exit 2, README's exit-code rule): nothing was built.
+        return DockerfileError(
             f"Dockerfile syntax error: {message}", hint="fix the Dockerfile line named above"
         )
     step = trace.failed
