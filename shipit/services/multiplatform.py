@@ -232,6 +232,16 @@ class _Run:
     settings: PushSettings
     new_client: RegistryClientFactory = RegistryClient
     clients: dict[str, tuple[RegistryClient, str, str]] = field(default_factory=dict)
+    # With an engine, each published index is also read back through the engine's
+    # distribution inspect, as every single-platform push is; the join needs none.
+    engine: Engine | None = None
+
+    def served_digest(self, client: RegistryClient, path: str, reference: str, tag: str) -> str:
+        """The digest a tag serves now: the engine's answer when there is one, else the API's."""
+        if self.engine is not None:
+            return self.engine.distribution_digest(reference, client.auth)
+        served = IndexReader(client, path).manifest(tag)
+        return served.digest if served is not None else "nothing"
 
     def registry(self, destination: Destination, name: str) -> tuple[RegistryClient, str, str]:
         """(client, HOST/REPO, REPO) for a destination, prepared and logged in once per run."""
@@ -279,7 +289,7 @@ def push_platforms(
     }
     if settings.dry_run:
         return _dry_run(selection, platforms, destinations, reporter, platform_only=platform_only)
-    run = _Run(reporter, settings, registry_client)
+    run = _Run(reporter, settings, registry_client, engine=engine)
     # Each registry is prepared (an ECR repository created) once, before the platforms' pushes
     # run side by side; release tags are checked against the index before anything is pushed.
     guard = partial(_guard, run, check=not platform_only)
@@ -411,11 +421,10 @@ def _join(
         status = run.retry(
             partial(publish_index, client, path, tag, index, protect=protect), destination
         )
-        served = run.retry(partial(reader.manifest, tag), destination)
-        if served is None or served.digest != index.digest:
+        served = run.retry(partial(run.served_digest, client, path, reference, tag), destination)
+        if served != index.digest:
             raise RegistryError(
-                f"{reference}: the registry serves {served.digest if served else 'nothing'} "
-                f"but the index pushed was {index.digest}",
+                f"{reference}: the registry serves {served} but the index pushed was {index.digest}",
                 hint="another push may have moved the tag at the same time; push again",
                 kind="digest_mismatch",
             )
