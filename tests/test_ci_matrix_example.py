@@ -170,7 +170,10 @@ def test_readme_matrix_workflow_builds_each_platform_then_joins_one_index(
         "GITHUB_EVENT_NAME": "push",
         "GITHUB_SHA": SHA,
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+        # The push event's payload, as the runner provides it: main is the default branch.
+        "GITHUB_EVENT_PATH": str(tmp_path / "event.json"),
     }
+    (tmp_path / "event.json").write_text(json.dumps({"repository": {"default_branch": "main"}}))
     tags = ["latest", f"sha-{SHA[:7]}", "main"]
     for entry in entries:  # the runners, one after the other on this one engine
         suffix = entry["platform"].replace("/", "-")

@@ -381,19 +381,7 @@ def _push_into(
                 reporter,
                 settings,
             )
-        served = _with_retry(
-            partial(_served_digest, engine, reference, plan),
-            destination,
-            plan,
-            reporter,
-            settings,
-        )
-        if served != digest:
-            raise RegistryError(
-                f"{reference}: the registry serves {served} but the push reported {digest}",
-                hint="another push may have moved the tag at the same time; push again",
-                kind="digest_mismatch",
-            )
+        _verify_served(engine, reference, digest, plan, reporter, settings)
         pushed_digest = pushed_digest or digest
         reporter.info(f"{status} {reference}@{digest}")
         results.append(Pushed(destination.label, reference, digest, status))
@@ -401,6 +389,30 @@ def _push_into(
         results.append(_push_cache_image(plan, selection, engine, reporter, settings, sink))
     if pushed_digest is not None:
         destination.after_push(selection.name, pushed_digest, reporter)
+
+
+def _verify_served(
+    engine: Engine,
+    reference: str,
+    digest: str,
+    plan: _Plan,
+    reporter: Reporter,
+    settings: PushSettings,
+) -> None:
+    """The registry must serve the digest the push reported (read back, with retries)."""
+    served = _with_retry(
+        partial(_served_digest, engine, reference, plan),
+        plan.destination,
+        plan,
+        reporter,
+        settings,
+    )
+    if served != digest:
+        raise RegistryError(
+            f"{reference}: the registry serves {served} but the push reported {digest}",
+            hint="another push may have moved the tag at the same time; push again",
+            kind="digest_mismatch",
+        )
 
 
 def _push_cache_image(
