@@ -91,9 +91,9 @@ FACTS: tuple[Fact, ...] = (
         ("503-forever", "garbage-json", "registry-down-mid-push"),
     ),
     Fact(
-        "It does not retry a 429 (with the registry's TOOMANYREQUESTS error) on a layer upload's "
-        "POST, PATCH or PUT, and does not pass on its Retry-After: shipit retries the push with "
-        "its own backoff.",
+        "It does not retry a 429 on a layer's existence check (HEAD) or upload (POST, PATCH, "
+        "PUT), with the registry's TOOMANYREQUESTS error or without a body, and does not pass "
+        "on its Retry-After: shipit retries the push with its own backoff.",
         ("blob-upload-429",),
     ),
     Fact(
@@ -106,7 +106,7 @@ FACTS: tuple[Fact, ...] = (
         "reports `unauthorized`: shipit then checks the credentials against the registry "
         "itself (as `docker login` does) and retries when they are accepted; only a refusal "
         "it confirms is exit 3.",
-        ("ping-503-with-credentials", "ping-503-wrong-password"),
+        ("ping-503-with-credentials", "ping-503-at-digest-check", "ping-503-wrong-password"),
     ),
     Fact(
         "The engine has no timeout of its own against a registry that never answers: shipit's "
@@ -184,12 +184,14 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         "blob-upload-429",
-        "the registry throttles a layer upload's start, data and end once each, asking for 30 s",
+        "the registry throttles a layer's existence check, upload start, data and end once each, "
+        "asking for 30 s",
         "the engine does not retry them (nor pass on Retry-After): shipit retries the push "
-        "with its own backoff until all three have been met; lands, digest verified",
+        "with its own backoff until all four have been met; lands, digest verified",
         0,
         plan=lambda: (
             FaultPlan()
+            .add(status(429, retry_after=30), method="HEAD", path=r"/blobs/sha256:", times=1)
             .add(status(429, retry_after=30), method="POST", path=r"/blobs/uploads/$", times=1)
             .add(status(429, retry_after=30), method="PATCH", path=r"/blobs/uploads/.", times=1)
             .add(status(429, retry_after=30), method="PUT", path=r"/blobs/uploads/.", times=1)
@@ -197,7 +199,7 @@ CASES: tuple[Case, ...] = (
         max_seconds=30,
         report=("throttled", "retry 1 in"),
         absent=("the engine retries",),
-        faults=3,
+        faults=4,
     ),
     Case(
         "ping-503-with-credentials",
@@ -206,6 +208,16 @@ CASES: tuple[Case, ...] = (
         "finds the credentials accepted, retries, lands, digest verified",
         0,
         plan=lambda: FaultPlan().add(status(503), method="GET", path=r"^/v2/$", times=1),
+        credentials="right",
+        max_seconds=30,
+        report=("auth_unverified", "retry 1 in"),
+    ),
+    Case(
+        "ping-503-at-digest-check",
+        "a registry with basic auth answers the engine's ping for the digest check with 503",
+        "the check's unauthorized is verified the same way and retried; lands, digest verified",
+        0,
+        plan=lambda: FaultPlan().add(status(503), method="GET", path=r"^/v2/$", times=1, skip=1),
         credentials="right",
         max_seconds=30,
         report=("auth_unverified", "retry 1 in"),
@@ -496,6 +508,8 @@ def render() -> str:
     lines += [
         f"| `timeout` (stall) | the engine sent nothing for `--stall-timeout` | "
         f"{ExitCode.REGISTRY} | yes |",
+        f"| `auth_unverified` | the engine said unauthorized, but the registry accepts the "
+        f"credentials when shipit checks them | {ExitCode.REGISTRY} | yes |",
         f"| `other` | any text not recognised above | {ExitCode.REGISTRY} | no |",
         "",
         "## Cases",
