@@ -131,9 +131,15 @@ def build_platforms(
     require_buildable(platforms, engine)
     # One builder-stage cache tag cannot hold several platforms.
     base = replace(settings, cache_stage=None)
-    view = concurrent_reporter(reporter) if len(platforms) > 1 else reporter
+    alone = len(platforms) == 1
     images = run_concurrently(
-        [_named(str(p), partial(_build_one, base, p, engine, view, build)) for p in platforms]
+        [
+            _named(
+                str(p),
+                partial(_build_one, base, p, engine, platform_reporter(reporter, p, alone), build),
+            )
+            for p in platforms
+        ]
     )
     return MultiBuildResult(
         name=settings.image.name, tags=settings.image.tags, images=tuple(images)
@@ -298,14 +304,19 @@ def push_platforms(
             [_named(d.label, partial(guard, d, selection, images)) for d in destinations]
         )
     unchanged = {d.label: u for d, u in zip(destinations, found, strict=True)}
-    view = concurrent_reporter(reporter) if len(platforms) > 1 else reporter
     push = partial(push_image, registry_client=registry_client)
+    alone = len(platforms) == 1
     per_platform = run_concurrently(
         [
             _named(
                 str(p),
                 partial(
-                    push, platform_selection(selection, p), destinations, engine, view, settings
+                    push,
+                    platform_selection(selection, p),
+                    destinations,
+                    engine,
+                    platform_reporter(reporter, p, alone),
+                    settings,
                 ),
             )
             for p in platforms
@@ -468,14 +479,23 @@ def _dry_run(
 # ---------------------------------------------------------------- concurrency
 
 
-def concurrent_reporter(reporter: Reporter) -> Reporter:
-    """A reporter for jobs that run side by side: plain lines (one live view at a time only),
-    writing to the same streams with the same masks."""
-    if not reporter.mode.live:
-        return reporter
-    view = Reporter(replace(reporter.mode, live=False), stdout=reporter.out, stderr=reporter.err)
-    view._masked = reporter._masked  # one set: a secret masked by either is masked by both
-    return view
+class PlatformReporter(Reporter):
+    """The reporter of one platform's job among several running side by side: plain lines
+    (one live view at a time only) prefixed with the platform, on the same streams and with
+    the same masks as the command's reporter."""
+
+    def __init__(self, parent: Reporter, platform: Platform):
+        super().__init__(replace(parent.mode, live=False), stdout=parent.out, stderr=parent.err)
+        self._masked = parent._masked  # one set: a secret masked by either is masked by both
+        self.platform = platform
+
+    def _line(self, text: str, *, hold: bool = False) -> None:
+        super()._line(f"[{self.platform}] {text}", hold=hold)
+
+
+def platform_reporter(reporter: Reporter, platform: Platform, alone: bool) -> Reporter:
+    """The command's own reporter for a job that runs alone, else a PlatformReporter."""
+    return reporter if alone else PlatformReporter(reporter, platform)
 
 
 def _named(label: str, job: Callable[[], T]) -> Callable[[], T]:
