@@ -425,6 +425,14 @@ def test_platform_only_push_adopts_a_single_platform_build(
     )  # fmt: skip
     assert wrong.returncode == 2, wrong.stderr
     assert "is a linux/arm64 image, not linux/amd64" in wrong.stderr
+    # A plain single-platform push that names a platform gets the same check.
+    plain = run_shipit(
+        "push", "--registry", registry.address, "--name", multi_project.name, "--no-latest",
+        "--tag", "edge", "--platform", "linux/amd64", cwd=multi_project.path,
+    )  # fmt: skip
+    assert plain.returncode == 2, plain.stderr
+    assert "is a linux/arm64 image, not linux/amd64" in plain.stderr
+    assert registry.manifest_digest(multi_project.name, "edge") is None
 
 
 # ---------------------------------------------------------------- ECR through moto

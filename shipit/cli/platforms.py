@@ -169,6 +169,11 @@ def push_for_platforms(
             selection, platforms, destinations, reporter, settings, registry_client=new_client
         )
     if len(platforms) < 2 and not platform_only:
+        if platforms and not settings.dry_run:
+            # One platform: the ordinary push, of an image that must be that platform's.
+            from shipit.services.multiplatform import require_platform_image
+
+            require_platform_image(connect(), selection.references[0], platforms[0])
         return None
     return push_platforms(
         selection,

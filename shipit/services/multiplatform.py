@@ -210,6 +210,13 @@ def local_platform_image(
     return wanted
 
 
+def require_platform_image(engine: Engine, reference: str, platform: Platform) -> None:
+    """A local image that exists must be of `platform` (a missing one is the push's to report)."""
+    info = engine.image(reference)
+    if info is not None:
+        _require_platform(info, platform, reference)
+
+
 def _is_platform(info: ImageInfo, platform: Platform) -> bool:
     declared = image_platform(info.raw)
     return platform.matches(declared.os, declared.architecture, declared.variant)
