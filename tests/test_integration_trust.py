@@ -15,8 +15,9 @@ Creating the interface needs root: those tests skip with the reason otherwise (C
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from shipit.adapters.oci import RegistryClient
 from shipit.errors import AuthError, RegistryError
 from shipit.model import Auth
 from tests.support import missing_binaries
-from tests.support.registry import running_registry
+from tests.support.registry import running_registry, skopeo_digest
 from tests.support.trust import (
     Pki,
     can_make_interfaces,
@@ -35,6 +36,9 @@ from tests.support.trust import (
     recording_proxy,
     running_tls_registry,
 )
+from tests.test_reliability import TinyImage, shipit, tiny
+
+__all__ = ["tiny"]  # the fixture, used here as in tests/test_reliability.py
 
 pytestmark = pytest.mark.integration
 
@@ -206,14 +210,57 @@ def test_not_insecure_for_the_engine_is_refused(plain_registry: str, certs: Path
     assert "insecure-registries" in (info.value.hint or "")
 
 
+@pytest.fixture
+def engine_insecure(docker_api: Any) -> None:
+    """The real engine treats 10.213.0.0/16 as insecure (CI runs .ci/insecure-setup)."""
+    import ipaddress
+
+    cidrs = (docker_api.info().get("RegistryConfig") or {}).get("InsecureRegistryCIDRs") or []
+    wanted = ipaddress.ip_network("10.213.0.0/16")
+    if not any(wanted.subnet_of(ipaddress.ip_network(c)) for c in cidrs if "." in c):
+        pytest.skip("the engine does not list 10.213.0.0/16 as insecure: CI=1 .ci/insecure-setup")
+
+
 def test_the_real_engines_registry_config_is_read(
-    plain_registry: str, certs: Path, docker_api: Any
+    plain_registry: str, certs: Path, engine_insecure: None
 ) -> None:
-    """Without an `engine_config`, the client asks the engine: this one lists only loopback."""
+    """Without an `engine_config`, the client asks the engine (`docker info`)."""
     registry = RegistryClient(plain_registry, auth(), timeout=10, certs_dir=certs, env={})
-    with pytest.raises(RegistryError) as info:
-        registry.manifest("trust/app", "missing")
-    assert info.value.kind == "tls"
+    works(registry)
+    assert registry.scheme == "http"
+
+
+def test_push_to_an_insecure_registry_elsewhere(
+    tiny: Callable[..., TinyImage],
+    tmp_path: Path,
+    address: str | None,
+    engine_insecure: None,
+) -> None:
+    """The whole push to a registry the engine trusts as insecure on another address: the
+    release-tag check and the extra tags go through the registry API over plain HTTP."""
+    with running_registry(
+        tmp_path / "insecure", username=USER, password=PASSWORD, host=need(address)
+    ) as registry:
+        image = tiny("ignored", "--version", "4.5.6")
+        env = {"SHIPIT_REGISTRY_USERNAME": USER, "SHIPIT_REGISTRY_PASSWORD": PASSWORD}
+        args = ["push", "--registry", registry.address, "--name", image.name]
+        args += ["--version", "4.5.6", "--no-latest", "--json"]
+        first = shipit(*args, cwd=image.context, env=env)
+        assert first.returncode == 0, first.stderr
+        pushed = {p["reference"]: p for p in json.loads(first.stdout)["pushed"]}
+        base = f"{registry.address}/{image.name}"
+        assert [pushed[f"{base}:{t}"]["status"] for t in ("4.5.6", "4.5", "4")] == [
+            "pushed",
+            "tagged",
+            "tagged",
+        ]
+        [digest] = {p["digest"] for p in pushed.values()}
+        for tag in ("4.5.6", "4.5", "4"):
+            assert skopeo_digest(f"{base}:{tag}", registry.creds) == digest
+        again = shipit(*args, cwd=image.context, env=env)
+        assert again.returncode == 0, again.stderr
+        assert "already up to date" in again.stderr
+        assert PASSWORD not in first.output + again.output
 
 
 def test_insecure_tls_registry_is_used_without_verification(
