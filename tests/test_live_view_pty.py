@@ -237,3 +237,27 @@ def test_file_names_are_shown_literally(project: Path, name: str) -> None:
     assert "MarkupError" not in raw and "Traceback" not in raw
     assert code == 0, raw
     assert name in "\n".join(screen_of(raw))
+
+
+def test_build_step_and_output_with_brackets_are_shown_literally(project: Path) -> None:
+    # The case: a RUN step containing `[/dim]` ended in a MarkupError traceback, and
+    # `echo [bold]x` was shown as `x`.
+    image_id = "sha256:" + "b" * 64
+    scenario = {
+        "argv": ["build", "--no-latest", "-t", "x"],
+        "env": {"DOCKER_BUILDKIT": "0"},
+        "images": {"demo:x": image_id},
+        "build_chunks": [
+            {"stream": "Step 1/2 : FROM scratch\n"},
+            {"stream": "Step 2/2 : RUN echo '[/dim] done' && echo [bold]x\n"},
+            {"stream": "[/dim] done\n"},
+            {"stream": "[bold]x\n"},
+            {"aux": {"ID": image_id}},
+            {"stream": f"Successfully built {image_id[7:19]}\n"},
+        ],
+    }
+    code, _, raw = run_on_pty(project, scenario)
+    assert "MarkupError" not in raw and "Traceback" not in raw, raw
+    assert code == 0, raw
+    screen = "\n".join(screen_of(raw))
+    assert "RUN echo '[/dim] done' && echo [bold]x" in screen

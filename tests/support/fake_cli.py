@@ -6,7 +6,8 @@ streams; the working directory is the project to use.
 
 Scenario keys: ``argv`` (list), ``built`` (add the image `shipit build` would leave),
 ``build_chunks`` (list of stream chunks), ``push_chunks`` / ``push_errors``
-({reference: [chunks]}), ``chunk_delay`` (seconds between push chunks, so a live view draws), ``env`` (variables to set).
+({reference: [chunks]}), ``chunk_delay`` (seconds between push chunks, so a live view draws), ``env`` (variables to set),
+``images`` ({reference: image id} the fake engine already has).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def install(scenario: dict[str, Any], clients: Any) -> Any:
     FakeRegistries(api).install()
     if scenario.get("built"):
         add_built_image(api, Path.cwd())
+    for reference, image_id in (scenario.get("images") or {}).items():
+        api.add_image(reference, image_id)
     if scenario.get("build_chunks") is not None:
         api.build_chunks = scenario["build_chunks"]
     api.push_chunks.update(scenario.get("push_chunks") or {})
