@@ -157,7 +157,7 @@ def test_a_secret_opens_a_session_and_never_shows_its_value(
     )
     assert result.exit_code == 0, result.output
     [session] = fake_api.sessions
-    assert session.served == ["SecretsProvider", "AuthProvider"]
+    assert session.served == ["SecretsProvider", "AuthProvider", "FileSyncProvider"]
     assert _builds(fake_api)[0]["session"] == session.id
     assert value not in result.output  # even the unused-arg warning names only the key
 
@@ -175,7 +175,7 @@ def test_ssh_default_uses_the_agent_socket(
         agent.close()
     assert result.exit_code == 0, result.output
     assert [s.served for s in fake_api.sessions] == [
-        ["SecretsProvider", "AuthProvider", "SSHProvider"]
+        ["SecretsProvider", "AuthProvider", "SSHProvider", "FileSyncProvider"]
     ]
 
 
@@ -188,13 +188,31 @@ def test_a_private_cache_source_opens_a_session_with_credentials(
     (config / "config.json").write_text(json.dumps({"auths": {"127.0.0.1:5000": {"auth": auth}}}))
     result = runner.invoke(app, ["build", "--cache-from", "127.0.0.1:5000/demo:latest"])
     assert result.exit_code == 0, result.output
-    assert [s.served for s in fake_api.sessions] == [["SecretsProvider", "AuthProvider"]]
+    assert [s.served for s in fake_api.sessions] == [
+        ["SecretsProvider", "AuthProvider", "FileSyncProvider"]
+    ]
 
 
-def test_no_session_for_a_plain_build(project: Path, fake_api: FakeAPI) -> None:
+def test_the_context_goes_through_file_sync(project: Path, fake_api: FakeAPI) -> None:
     assert runner.invoke(app, ["build"]).exit_code == 0
-    assert _builds(fake_api)[0]["session"] is None
+    [build] = _builds(fake_api)
+    [session] = fake_api.sessions
+    assert session.served == ["FileSyncProvider"]  # nothing else is needed
+    assert (build["remote"], build["session"]) == ("client-session", session.id)
+    assert build["dockerfile"] == "Dockerfile"
+
+
+def test_with_the_tar_switch_a_plain_build_opens_no_session(
+    project: Path, fake_api: FakeAPI
+) -> None:
+    result = runner.invoke(app, ["build"], env={"SHIPIT_BUILD_CONTEXT": "tar"})
+    assert result.exit_code == 0, result.output
+    [build] = _builds(fake_api)
+    assert build["session"] is None and build["remote"] is None
     assert fake_api.sessions == []
+    assert "Dockerfile" in fake_api.context_names
+    bad = runner.invoke(app, ["build"], env={"SHIPIT_BUILD_CONTEXT": "zip"})
+    assert bad.exit_code == 2 and "SHIPIT_BUILD_CONTEXT" in bad.stderr
 
 
 # ---------------------------------------------------------------- failures and --json

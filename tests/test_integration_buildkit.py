@@ -83,9 +83,11 @@ def test_independent_stages_run_in_parallel(
     name = f"shipit-bk-par-{unique}"
     result = _build(context, name, engine_cleanup, "--no-cache")
     assert result.returncode == 0, result.stderr[-2000:]
-    steps = [float(s) for s in re.findall(r"#\d+ DONE ([0-9.]+)s", result.stderr)]
-    assert sum(1 for s in steps if s >= 1.9) == 2, result.stderr
-    assert _built_seconds(result.stderr, f"{name}:test") < 3.5  # one after the other: over 4 s
+    runs = [float(s) for s in re.findall(r"#\d+ DONE ([0-9.]+)s", result.stderr)]
+    runs = [s for s in runs if s >= 1.9]
+    assert len(runs) == 2, result.stderr
+    # One after the other, the build would take at least both steps' time.
+    assert _built_seconds(result.stderr, f"{name}:test") < sum(runs) - 0.5, result.stderr
 
 
 def test_a_failing_run_shows_its_output_and_exit_code(
@@ -167,7 +169,8 @@ def test_legacy_switch_builds_with_the_legacy_builder(
     assert "builder: legacy" in legacy.stderr
     buildkit = _build(context, name, engine_cleanup, "-v")
     assert buildkit.returncode == 0, buildkit.stderr[-2000:]
-    assert "Step 1/" not in buildkit.stderr and "[1/2] FROM" in buildkit.stderr
+    assert "Step 1/" not in buildkit.stderr, buildkit.stderr
+    assert re.search(r"^#\d+ \[(stage-0 )?1/2\] FROM ", buildkit.stderr, re.MULTILINE)
     refused = _build(
         context, name, engine_cleanup, "--secret", "id=x,env=HOME", env={"DOCKER_BUILDKIT": "0"}
     )

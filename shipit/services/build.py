@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from shipit.config import FileConfig
 from shipit.errors import UsageError
 from shipit.output.reporter import Reporter
 from shipit.reference import normalise_name, validate_name
-from shipit.services.builders import SessionPlan
+from shipit.services.builders import SessionPlan, context_transport
 from shipit.services.tags import compute_tags
 
 SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW(OR)?D|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
@@ -92,6 +93,8 @@ class BuildSettings:
     builder: str | None = None
     # What a BuildKit build's session serves (secrets, SSH agents, registry credentials).
     session: SessionPlan = field(default_factory=SessionPlan)
+    # How BuildKit gets the context: "sync" (file sync in the session) or "tar" (request body).
+    context_transport: str = "sync"
 
 
 @dataclass(frozen=True)
@@ -345,6 +348,7 @@ def resolve_build_settings(
         else None,
         builder=builder,
         session=session,
+        context_transport=context_transport(env),
     )
 
 
@@ -485,7 +489,7 @@ def oci_labels(
 def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> BuildResult:
     """Send the context, build, apply every tag; the Python API behind `shipit build`."""
     from shipit.context import create_context_archive
-    from shipit.services.builders import BUILDKIT, choose_builder
+    from shipit.services.builders import BUILDKIT, SYNC, choose_builder, scan_context
 
     for warning in settings.warnings:
         reporter.warn(warning)
@@ -496,12 +500,17 @@ def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> 
     if choice.kind != BUILDKIT and (settings.session.secrets or settings.session.ssh):
         raise UsageError(f"--secret and --ssh need BuildKit: {choice.reason}")
     image = settings.image
-    with create_context_archive(settings.context, settings.dockerfile) as archive:
-        labels = _context_labels(settings, archive, reporter)
-        if choice.kind == BUILDKIT:
-            image_id = _build_buildkit(settings, engine, reporter, archive, labels)
-        else:
-            image_id = _build_legacy(settings, engine, reporter, archive, labels)
+    if choice.kind == BUILDKIT and settings.context_transport == SYNC:
+        facts = scan_context(settings.context, settings.dockerfile)
+        labels = _context_labels(settings, facts, reporter)
+        image_id = _build_buildkit(settings, engine, reporter, None, labels)
+    else:
+        with create_context_archive(settings.context, settings.dockerfile) as archive:
+            labels = _context_labels(settings, archive, reporter)
+            if choice.kind == BUILDKIT:
+                image_id = _build_buildkit(settings, engine, reporter, archive, labels)
+            else:
+                image_id = _build_legacy(settings, engine, reporter, archive, labels)
     if settings.platform:
         _check_platform(settings, engine, image_id)
     for tag in image.tags[1:]:
@@ -511,7 +520,8 @@ def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> 
 
 
 def _context_labels(settings: BuildSettings, archive: Any, reporter: Reporter) -> dict[str, str]:
-    """Warn about secret-looking files sent; the labels with `created` from the context."""
+    """Warn about secret-looking files sent; the labels with `created` from the context.
+    ``archive`` is the context tar, or what a scan found when file sync sends the files."""
     if archive.secret_like:
         shown = ", ".join(archive.secret_like[:8])
         more = f" and {len(archive.secret_like) - 8} more" if len(archive.secret_like) > 8 else ""
@@ -538,7 +548,8 @@ def _build_buildkit(
 ) -> str:
     """BuildKit: the final image first (with --no-cache only it skips the cache; the builder
     stage's request then reuses what it just built), every image with inline cache metadata,
-    --cache-from handed to the engine (it fetches only what it reuses), no pulls here."""
+    --cache-from handed to the engine (it fetches only what it reuses), no pulls here. With
+    ``archive`` None the context goes through the session's file sync."""
     from shipit.adapters.engine.buildkit.build import network_mode
     from shipit.services.builders import INLINE_CACHE, BuildKitStage, build_stages
 
@@ -546,25 +557,50 @@ def _build_buildkit(
     stages = [BuildKitStage(settings.target, f"{image.name}:{image.tags[0]}", settings.no_cache)]
     if settings.cache_stage:
         stages.append(BuildKitStage(settings.cache_stage, f"{image.name}:{CACHE_TAG}"))
-    request = {
-        "dockerfile": archive.dockerfile,
+    request: dict[str, Any] = {
         "buildargs": {**settings.build_args, **INLINE_CACHE},
         "labels": dict(labels),
         "pull": settings.pull,
         "platform": settings.platform,
         "networkmode": network_mode(settings.network),
     }
-    image_ids = build_stages(
+    run = partial(
+        build_stages,
         stages,
-        request,
         engine=engine,
         reporter=reporter,
-        fileobj=archive.fileobj,
         plan=settings.session,
         cache_sources=settings.cache_from,
         own_cache_sources=[cache_image_ref(ref) for ref in settings.cache_from],
     )
-    return image_ids[0]
+    if archive is not None:
+        return run({**request, "dockerfile": archive.dockerfile}, fileobj=archive.fileobj)[0]
+    return _build_synced(settings, request, run)
+
+
+def _build_synced(settings: BuildSettings, request: dict[str, Any], run: Any) -> str:
+    """The context served by file sync: the engine asks for what changed since its last build
+    of this directory. A file that vanished or changed mid-sync fails with shipit's message."""
+    from shipit.adapters.engine.buildkit.filesync import build_shared_key, sync_context
+    from shipit.errors import BuildError
+    from shipit.services.builders import build_node_id
+
+    synced = sync_context(settings.context, settings.dockerfile)
+    key = build_shared_key(settings.context, build_node_id(settings.session.env))
+    try:
+        image_ids = run(
+            {**request, "dockerfile": synced.dockerfile, "remote": "client-session"},
+            fileobj=None,
+            extra_providers=[synced.provider],
+            session_name=settings.context.name,
+            shared_key=key,
+        )
+    except BuildError as exc:
+        failure = synced.provider.failure
+        if failure is not None:
+            raise failure from exc
+        raise
+    return str(image_ids[0])
 
 
 def _build_legacy(

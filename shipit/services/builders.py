@@ -308,6 +308,9 @@ def build_stages(
     plan: SessionPlan,
     cache_sources: Sequence[str],
     own_cache_sources: Sequence[str] = (),
+    extra_providers: Sequence[Any] = (),
+    session_name: str = "shipit",
+    shared_key: str = "",
 ) -> list[str]:
     """Build each stage in order (one session for all of them); their image ids, in order.
 
@@ -317,13 +320,14 @@ def build_stages(
     """
     from shipit.adapters.engine.buildkit.transport import BuildRequest
 
-    providers = session_providers(plan, reporter.mask)
+    providers = [*session_providers(plan, reporter.mask), *extra_providers]
     if providers:
         reporter.detail(f"build session: {', '.join(type(p).__name__ for p in providers)}")
     sources = list(dict.fromkeys([*cache_sources, *own_cache_sources]))
     image_ids: list[str] = []
     for stage in stages:
-        fileobj.seek(0)
+        if fileobj is not None:  # None: the context comes through file sync
+            fileobj.seek(0)
         build_request = BuildRequest(
             tags=[stage.tag],
             target=stage.target,
@@ -331,7 +335,8 @@ def build_stages(
             cachefrom=sources,
             **request,
         )
-        image_id, trace = _one_stage(engine, reporter, build_request, fileobj, providers)
+        session = {"session_name": session_name, "shared_key": shared_key}
+        image_id, trace = _one_stage(engine, reporter, build_request, fileobj, providers, session)
         image_ids.append(image_id)
         for reference, error in trace.unavailable_caches:
             say = reporter.warn if reference in cache_sources else reporter.detail
@@ -345,7 +350,12 @@ def _first_line(text: str, limit: int = 160) -> str:
 
 
 def _one_stage(
-    engine: Any, reporter: Any, request: Any, fileobj: Any, providers: Sequence[Any]
+    engine: Any,
+    reporter: Any,
+    request: Any,
+    fileobj: Any,
+    providers: Sequence[Any],
+    session: Mapping[str, str],
 ) -> tuple[str, Any]:
     from shipit.adapters.engine.buildkit.build import run_build
     from shipit.adapters.engine.buildkit.trace import BuildTrace
@@ -355,7 +365,7 @@ def _one_stage(
     trace = BuildTrace()
     with build_progress(reporter, f"Building {tag}") as view:
         image_id = run_build(
-            engine, request, fileobj, providers=providers, on_event=view, trace=trace
+            engine, request, fileobj, providers=providers, on_event=view, trace=trace, **session
         )
     done, cached = trace.counts()
     took = trace.total_seconds
@@ -363,3 +373,93 @@ def _one_stage(
     steps = "1 step" if done == 1 else f"{done} steps"
     reporter.info(f"built {tag}{timing}: {steps}, {cached} cached")
     return image_id, trace
+
+
+# ---------------------------------------------------------------- the context through file sync
+
+# How a BuildKit build sends its context: "sync" serves it from the session (the engine asks for
+# the files that changed since the last build of this directory), "tar" posts shipit's tar as
+# the request body (the engine re-reads the whole upload every build).
+SYNC = "sync"
+TAR = "tar"
+CONTEXT_TRANSPORTS = (SYNC, TAR)
+
+
+def context_transport(env: Mapping[str, str]) -> str:
+    """``SHIPIT_BUILD_CONTEXT``: "sync" (the default) or "tar"."""
+    value = env.get("SHIPIT_BUILD_CONTEXT", "").strip().lower() or SYNC
+    if value not in CONTEXT_TRANSPORTS:
+        raise UsageError(f"SHIPIT_BUILD_CONTEXT={value[:20]!r}: use sync or tar")
+    return value
+
+
+def build_node_id(env: Mapping[str, str]) -> str:
+    """A random id kept once per machine in shipit's cache directory (docker keeps its own
+    in ~/.docker/.buildNodeID): with the context directory it keys what the engine keeps."""
+    import secrets as random_ids
+    from pathlib import Path
+
+    if env.get("SHIPIT_CACHE_DIR"):
+        base = Path(env["SHIPIT_CACHE_DIR"]).expanduser()
+    elif env.get("XDG_CACHE_HOME"):
+        base = Path(env["XDG_CACHE_HOME"]).expanduser() / "shipit"
+    else:
+        base = Path(env.get("HOME") or Path.home()) / ".cache" / "shipit"
+    path = base / "buildkit-node-id"
+    try:
+        found = path.read_text(encoding="ascii").strip()
+        if re.fullmatch(r"[0-9a-f]{32,64}", found):
+            return found
+    except OSError:
+        pass
+    node = random_ids.token_hex(32)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path.write_text(node + "\n", encoding="ascii")
+    except OSError:
+        pass  # a read-only home: this build still works, the next one syncs everything
+    return node
+
+
+@dataclass(frozen=True)
+class ContextFacts:
+    """What the context tar would tell about the files a build sends, without the tar."""
+
+    file_count: int
+    size_bytes: int
+    secret_like: list[str]
+    newest_mtime: int
+
+
+def scan_context(context_dir: Any, dockerfile: Any) -> ContextFacts:
+    """Walk the context as the tar (and file sync) would send it: counts, secret-looking
+    paths and the newest modification time, for the warnings and the created label."""
+    import os
+    import stat as statmod
+
+    from shipit.context import DOCKERIGNORE, IgnoreMatcher, read_dockerignore, walk_context
+    from shipit.context.tar import _secret_like
+
+    root = os.path.realpath(context_dir)
+    real_dockerfile = os.path.realpath(os.path.abspath(dockerfile))
+    relative = os.path.relpath(real_dockerfile, root)
+    outside = relative == ".." or relative.startswith("../")
+    forced = {DOCKERIGNORE} if outside else {DOCKERIGNORE, relative}
+    matcher = IgnoreMatcher(read_dockerignore(context_dir))
+    count = size = newest = 0
+    secret_like: set[str] = set()
+    for item in walk_context(root, matcher, forced=forced, shown_root=context_dir):
+        try:
+            st = item.entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # vanished: the tar skips it too
+        newest = max(newest, int(st.st_mtime))
+        if statmod.S_ISREG(st.st_mode):
+            count += 1
+            size += st.st_size
+        found = _secret_like(item.relpath, item.is_dir)
+        if found:
+            secret_like.add(found)
+    if outside:
+        newest = max(newest, int(os.stat(real_dockerfile).st_mtime))
+    return ContextFacts(count, size, sorted(secret_like), newest)

@@ -119,6 +119,8 @@ def translate(legacy: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
 def context_names(data: Any) -> list[str]:
     """The member names of the context tar a build request carried."""
     raw = data if isinstance(data, bytes | bytearray) else data.read()
+    if not raw:
+        return []  # remote=client-session: the context comes through file sync
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
         return tar.getnames()
 
@@ -139,6 +141,7 @@ def build_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
         "cache_from": json.loads(params["cachefrom"]) if params.get("cachefrom") else None,
         "version": params.get("version"),
         "session": params.get("session"),
+        "remote": params.get("remote"),
     }
     return kwargs
 

@@ -55,12 +55,14 @@ def run_build(
     providers: Sequence[Provider] = (),
     on_event: Callable[[TraceEvent], None] | None = None,
     session_name: str = "shipit",
+    shared_key: str = "",
     trace: BuildTrace | None = None,
 ) -> str:
     """Build with BuildKit and return the image id; a failed build raises BuildError.
 
     With ``providers`` a session is opened for the build and closed after its stream ended
-    (grpcio is imported only then). ``engine`` is an Engine (its docker-py client and its
+    (grpcio is imported only then); ``session_name`` and ``shared_key`` let the engine reuse
+    what file sync sent for the same directory before. ``engine`` is an Engine (its docker-py client and its
     stream guard turn transport errors into shipit errors).
     """
     trace = trace if trace is not None else BuildTrace()
@@ -75,7 +77,7 @@ def run_build(
         from shipit.adapters.engine.buildkit.session import Session
 
         opener = Session
-    with opener(engine.api, providers, name=session_name) as session:
+    with opener(engine.api, providers, name=session_name, shared_key=shared_key) as session:
         return _stream(engine, replace(request, session_id=session.id), context, sink, trace)
 
 
