@@ -331,16 +331,22 @@ def test_connect_keeps_start_docker_for_a_missing_engine(tmp_path: Path) -> None
     assert "start Docker" in (info.value.hint or "")
 
 
-@pytest.mark.parametrize("command", ["build", "push"])
-def test_cli_reports_a_silent_engine_within_seconds(
-    command: str, silent_engine: tuple[str, SilentEngine], tmp_path: Path
-) -> None:
-    host, _ = silent_engine
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_cli_reports_a_silent_engine_within_seconds(kind: str, tmp_path: Path) -> None:
+    """`shipit build` on a silent unix socket, `shipit push` on a silent TCP port."""
     (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /\n")
-    args = ["build", ".", "--name", "silent"] if command == "build" else []
-    if command == "push":
+    if kind == "unix":
+        server = SilentEngine(socket.AF_UNIX, str(tmp_path / "silent.sock"))
+        host = f"unix://{tmp_path / 'silent.sock'}"
+        args = ["build", ".", "--name", "silent"]
+    else:
+        server = SilentEngine(socket.AF_INET, ("127.0.0.1", 0))
+        host = f"tcp://127.0.0.1:{server.sock.getsockname()[1]}"
         args = ["push", "--registry", "127.0.0.1:5000", "--name", "silent", "--tag", "t1"]
-    run = shipit(*args, cwd=tmp_path, env={"DOCKER_HOST": host}, timeout=45)
+    try:
+        run = shipit(*args, cwd=tmp_path, env={"DOCKER_HOST": host}, timeout=45)
+    finally:
+        server.close()
     assert run.returncode == ExitCode.ENGINE, run.stderr
     assert run.seconds < 30, run.stderr
     assert "not answering" in run.stderr and host in run.stderr
