@@ -323,3 +323,24 @@ def test_loopback_is_never_proxied(tls_registry: str, certs: Path, pki: Pki) -> 
         env = {"HTTPS_PROXY": proxy.url, "HTTP_PROXY": proxy.url}
         works(client(tls_registry, certs, env, NO_INSECURE))
     assert proxy.requests == []
+
+
+# ---------------------------------------------------------------- the token flow (Docker Hub)
+
+
+def test_check_login_answers_a_bearer_challenge(tmp_path: Path, docker_api: Any) -> None:
+    """On the Docker Hub stand-in (token auth over TLS, trusted through certs.d as CI sets it
+    up), the check `docker login` makes: a token without scope for good credentials only."""
+    from tests.support.dockerhub import dockerhub_environment_ready, running_dockerhub
+    from tests.support.tokenserver import Account
+
+    reason = dockerhub_environment_ready()
+    if reason:
+        pytest.skip(f"Docker Hub stand-in unavailable: {reason}")
+    token = "dckr_pat_" + "trust-check-token"
+    with running_dockerhub(tmp_path / "hub", [Account("trustuser", token)]):
+        good = Auth(username="trustuser", password=token, registry="docker.io")
+        RegistryClient("docker.io", good, timeout=10).check_login()
+        bad = Auth(username="trustuser", password=token + "x", registry="docker.io")
+        with pytest.raises(AuthError):
+            RegistryClient("docker.io", bad, timeout=10).check_login()
