@@ -76,10 +76,12 @@ def empty_engine(b: Bench, buildkit: bool = False) -> int:
         timed(["docker", "builder", "prune", "-af"], env=b.env(), cwd=b.tmp)
     proc.remove_bench_images(b.client, _is_ci_repo)
     label = f"io.shipit.image={CI_NAME}"
-    for image in b.client.images.list(all=True, filters={"dangling": True, "label": label}):
-        proc.remove_references(b.client, [image.id])
+    # The low-level listing: the high-level one fetches each image again and fails when
+    # something else on this shared engine removes one in between.
+    dangling = b.client.api.images(all=True, quiet=True, filters={"dangling": True, "label": label})
+    proc.remove_references(b.client, dangling)
     b.remove_created()  # unlabelled leftovers (e.g. a builder stage rebuilt by --no-cache)
-    return len(b.client.images.list(all=True, filters={"label": label}))
+    return len(b.client.api.images(all=True, quiet=True, filters={"label": label}))
 
 
 @dataclass

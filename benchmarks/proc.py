@@ -362,8 +362,8 @@ def remove_references(client: Any, references: Sequence[str]) -> None:
 def bench_references(client: Any, predicate: Any = is_own_repository) -> list[str]:
     """Every local tag whose repository the predicate accepts."""
     references = []
-    for image in client.images.list():
-        for tag in image.tags:
+    for image in client.api.images():  # not images.list(): it re-reads every image
+        for tag in image.get("RepoTags") or []:
             repository = tag.rpartition(":")[0]
             if predicate(repository):
                 references.append(tag)

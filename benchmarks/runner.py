@@ -160,7 +160,7 @@ def method_text(b: Bench, selected: Sequence[Case]) -> list[str]:
 
 
 def prepare_images(b: Bench, needs: set[str]) -> None:
-    if b.client.images.list(name=b.python_image) == []:
+    if not b.client.api.images(name=b.python_image, quiet=True):
         raise RuntimeError(f"base image {b.python_image} is missing: run .ci/setup")
     env = b.env()
     # -v: the step ids in the output let the clean-up find every image these builds make.
