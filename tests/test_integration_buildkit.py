@@ -34,7 +34,7 @@ def _build(
 ) -> subprocess.CompletedProcess[str]:
     """`shipit build --json` of `context` as NAME:test; every tag it makes is removed later."""
     cleanup.images.extend([f"{name}:test", f"{name}:buildcache"])
-    return run_shipit(
+    result = run_shipit(
         "build",
         str(context),
         "--name",
@@ -46,6 +46,9 @@ def _build(
         *args,
         env={"CI": "", **(env or {})},
     )
+    if result.returncode == 0:
+        cleanup.images.extend(json.loads(result.stdout)["tags"])  # --version adds tags
+    return result
 
 
 def _built_seconds(stderr: str, tag: str) -> float:
