@@ -241,3 +241,12 @@ def test_json_output_is_unchanged(project: Path, fake_api: FakeAPI) -> None:
     data = json.loads(result.stdout)
     assert set(data) >= {"name", "image_id", "tags", "size_bytes"}
     assert data["tags"][0] == "demo:t1" and "demo:latest" not in data["tags"]
+
+
+def test_release_takes_the_same_secret_option(project: Path, fake_api: FakeAPI) -> None:
+    result = runner.invoke(
+        app, ["release", "-r", "localhost:5000", "--secret", "id=tok,src=/no/such/file"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "secret 'tok'" in result.stderr
+    assert not _builds(fake_api)

@@ -51,6 +51,8 @@ from shipit.cli.options import (
     RetryTimeOpt,
     ScanGateOpt,
     ScanTimeoutOpt,
+    SecretOpt,
+    SshOpt,
     StallOpt,
     TagOpt,
     TargetOpt,
@@ -77,6 +79,8 @@ def release(
     label: LabelOpt = None,
     network: NetworkOpt = None,
     cache_from: CacheFromOpt = None,
+    secret: SecretOpt = None,
+    ssh: SshOpt = None,
     iidfile: IidFileOpt = None,
     metadata_file: MetadataFileOpt = None,
     region: RegionOpt = None,
@@ -143,6 +147,8 @@ def release(
             no_cache=no_cache,
             network=network,
             cache_from=cache_from,
+            secret=secret,
+            ssh=ssh,
         )
         settings = resolve_build_settings(options, config, cwd, env)
         registries = registry_options(
