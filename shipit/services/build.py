@@ -295,17 +295,7 @@ def resolve_build_settings(
         raise UsageError(
             f"build context '{options.context or context}' does not exist or is not a directory"
         )
-    if options.dockerfile:
-        dockerfile = (cwd / options.dockerfile).resolve()
-    elif config.dockerfile is not None:
-        dockerfile = config.dockerfile.resolve()
-    else:
-        dockerfile = context / "Dockerfile"
-    if not dockerfile.is_file():
-        raise UsageError(
-            f"Dockerfile '{dockerfile}' not found: pass -f/--file or add one to the context"
-        )
-
+    dockerfile = _resolve_dockerfile(options, config, cwd, context)
     cli_args = parse_build_args(options.build_args, env)
     user_labels = parse_pairs(options.labels, "--label")
     image = select_image(options.image, config, context, extra_tags=extra_tags, env=env)
@@ -350,6 +340,23 @@ def resolve_build_settings(
         session=session,
         context_transport=context_transport(env),
     )
+
+
+def _resolve_dockerfile(
+    options: BuildOptions, config: FileConfig, cwd: Path, context: Path
+) -> Path:
+    """-f/--file (relative to the working directory) > config > CONTEXT/Dockerfile."""
+    if options.dockerfile:
+        dockerfile = (cwd / options.dockerfile).resolve()
+    elif config.dockerfile is not None:
+        dockerfile = config.dockerfile.resolve()
+    else:
+        dockerfile = context / "Dockerfile"
+    if not dockerfile.is_file():
+        raise UsageError(
+            f"Dockerfile '{dockerfile}' not found: pass -f/--file or add one to the context"
+        )
+    return dockerfile
 
 
 def _arg_warnings(given: Sequence[str], dockerfile_text: str) -> tuple[str, ...]:
