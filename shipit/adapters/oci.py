@@ -224,8 +224,6 @@ class RegistryClient:
                     transient=True,
                     kind="timeout",
                 ) from exc
-            if response.status_code == 400 and self.scheme == "https" and self._fall_back():
-                continue  # spoke TLS to a plain-HTTP registry
             return response
 
     def _http(self, method: str, url: str, **kwargs: Any) -> requests.Response:
