@@ -65,8 +65,8 @@ def _probe_api_version(api: Any, host: str, timeout: float) -> str:
         version = api.version(api_version=False)
     except requests.exceptions.Timeout as exc:
         raise EngineUnavailableError(
-            f"the Docker engine at {host} accepted the connection but did not answer within "
-            f"{timeout:g}s: it is not answering",
+            f"the Docker engine at {host} is not answering: it accepted the connection but "
+            f"sent nothing within {timeout:g}s",
             hint=_silent_engine_hint(host),
         ) from exc
     except Exception as exc:  # connection refused, no socket, TLS failure, an HTTP error
