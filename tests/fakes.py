@@ -512,7 +512,7 @@ class FakeRegistries:
         self.repos: dict[str, dict[str, bytes]] = {}  # "host/path" -> {tag or digest -> raw}
         self.requests: list[tuple[str, str, str, str]] = []  # (method, host, repository, ref)
         self.client_auths: list[Any] = []
-        # What `check_login` answers: a registry that said unauthorized usually means it.
+        # What `check_push_access` answers: a registry that said unauthorized usually means it.
         self.accepts_login = False
         api.on_push = self.pushed
         api.on_inspect_distribution = self.served_digest
@@ -603,10 +603,10 @@ class FakeRegistryClient:
             return None
         return Manifest(digest=sha256_digest(raw), media_type=MANIFEST_V2, raw=raw)
 
-    def check_login(self) -> None:
+    def check_push_access(self, repository: str) -> None:
         from shipit.errors import AuthError
 
-        self.registries.requests.append(("LOGIN", self.host, "", ""))
+        self.registries.requests.append(("CHECK", self.host, repository, ""))
         if not self.registries.accepts_login:
             raise AuthError(f"{self.host} refused the credentials")
 

@@ -385,7 +385,7 @@ def test_unauthorized_with_credentials_the_registry_accepts_is_retried(
     result, registries, pushes = _auth_push(project, fake_api, accepts=True)
     assert result.exit_code == 0, result.output
     assert len(pushes) == 2
-    assert ("LOGIN", "localhost:5000", "", "") in registries.requests
+    assert ("CHECK", "localhost:5000", "demo", "") in registries.requests
     assert "auth_unverified" in result.stderr and "retry 1 in" in result.stderr
     assert "pw-0123456789" not in result.output
 
@@ -394,7 +394,7 @@ def test_unauthorized_confirmed_by_the_registry_is_exit_3(project: Path, fake_ap
     result, registries, pushes = _auth_push(project, fake_api, accepts=False)
     assert result.exit_code == ExitCode.AUTH, result.output
     assert len(pushes) == 1
-    assert ("LOGIN", "localhost:5000", "", "") in registries.requests
+    assert ("CHECK", "localhost:5000", "demo", "") in registries.requests
     assert "refused the credentials: unauthorized" in result.stderr
 
 
@@ -402,4 +402,4 @@ def test_anonymous_unauthorized_is_exit_3_without_a_check(project: Path, fake_ap
     result, registries, pushes = _auth_push(project, fake_api, accepts=True, credentials=False)
     assert result.exit_code == ExitCode.AUTH, result.output
     assert len(pushes) == 1
-    assert not [r for r in registries.requests if r[0] == "LOGIN"]
+    assert not [r for r in registries.requests if r[0] == "CHECK"]

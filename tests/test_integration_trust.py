@@ -325,22 +325,46 @@ def test_loopback_is_never_proxied(tls_registry: str, certs: Path, pki: Pki) -> 
     assert proxy.requests == []
 
 
-# ---------------------------------------------------------------- the token flow (Docker Hub)
+# ---------------------------------------------------------------- the credentials check
 
 
-def test_check_login_answers_a_bearer_challenge(tmp_path: Path, docker_api: Any) -> None:
-    """On the Docker Hub stand-in (token auth over TLS, trusted through certs.d as CI sets it
-    up), the check `docker login` makes: a token without scope for good credentials only."""
+def test_push_access_check_starts_and_cancels_an_upload(tmp_path: Path) -> None:
+    """What shipit asks before believing an engine's `unauthorized`, on basic auth."""
+    with running_registry(tmp_path / "reg", username=USER, password=PASSWORD) as registry:
+        RegistryClient(registry.address, auth(), timeout=10).check_push_access("trust/app")
+        uploads = registry.root / "docker/registry/v2/repositories/trust/app/_uploads"
+        # Cancelled: the registry keeps only the hash state of an upload it deleted.
+        assert uploads.is_dir() and not [*uploads.rglob("startedat"), *uploads.rglob("data")]
+        wrong = Auth(username=USER, password="not-it", registry="")
+        with pytest.raises(AuthError):
+            RegistryClient(registry.address, wrong, timeout=10).check_push_access("trust/app")
+
+
+def test_push_access_check_on_docker_hubs_token_flow(tmp_path: Path, docker_api: Any) -> None:
+    """On the Docker Hub stand-in: good credentials pass, a read-only token and an account
+    without the namespace are refused (valid credentials, no push scope), a wrong token too;
+    `check_login` (what `docker login` checks) accepts the read-only token."""
     from tests.support.dockerhub import dockerhub_environment_ready, running_dockerhub
     from tests.support.tokenserver import Account
 
     reason = dockerhub_environment_ready()
     if reason:
         pytest.skip(f"Docker Hub stand-in unavailable: {reason}")
-    token = "dckr_pat_" + "trust-check-token"
-    with running_dockerhub(tmp_path / "hub", [Account("trustuser", token)]):
-        good = Auth(username="trustuser", password=token, registry="docker.io")
-        RegistryClient("docker.io", good, timeout=10).check_login()
-        bad = Auth(username="trustuser", password=token + "x", registry="docker.io")
-        with pytest.raises(AuthError):
-            RegistryClient("docker.io", bad, timeout=10).check_login()
+    writer, reader, outsider = "dckr_pat_writer-1", "dckr_pat_reader-1", "dckr_pat_outsider-1"
+    accounts = [
+        Account("writer", writer, namespaces=("acme",)),
+        Account("reader", reader, namespaces=("acme",), read_only=True),
+        Account("outsider", outsider),
+    ]
+
+    def hub(user: str, token: str) -> RegistryClient:
+        return RegistryClient(
+            "docker.io", Auth(username=user, password=token, registry="docker.io")
+        )
+
+    with running_dockerhub(tmp_path / "hub", accounts):
+        hub("writer", writer).check_push_access("acme/app")
+        hub("reader", reader).check_login()
+        for user, token in (("reader", reader), ("outsider", outsider), ("writer", "dckr_pat_x")):
+            with pytest.raises(AuthError):
+                hub(user, token).check_push_access("acme/app")

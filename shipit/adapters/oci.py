@@ -7,6 +7,7 @@ Handles Basic auth and the Bearer token flow (WWW-Authenticate realm/service/sco
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from shipit.adapters.classify import classify_registry_message, parse_retry_after_header
 from shipit.adapters.registry_trust import (
@@ -26,7 +28,7 @@ from shipit.adapters.registry_trust import (
     proxy_for,
     ssl_context,
 )
-from shipit.errors import AuthError, RegistryError
+from shipit.errors import AuthError, RegistryError, ShipitError
 
 if TYPE_CHECKING:
     import requests
@@ -118,6 +120,28 @@ class RegistryClient:
         if response.status_code in (401, 403):
             raise AuthError(f"{self.host} refused the credentials")
         self._raise_for(response, "/v2/")
+
+    def check_push_access(self, repository: str) -> None:
+        """Check that these credentials may push to `repository`, as a push begins: start a
+        blob upload, then cancel it.
+
+        Returns when the registry accepts (202); raises AuthError when it refuses them (401 or
+        403, a token service refusing them, or a token without push access), RegistryError
+        for anything else (transient ones marked so).
+        """
+        response = self._request("POST", repository, "blobs/uploads/")
+        if response.status_code in (401, 403):
+            raise AuthError(
+                f"{self.host} refused these credentials for pushing to {repository}: "
+                f"{_error_text(response)}"
+            )
+        self._raise_for(response, f"{repository} upload")
+        upload = urlsplit(response.headers.get("Location", ""))
+        prefix = f"/v2/{repository}/"
+        if upload.path.startswith(prefix):
+            rest = upload.path[len(prefix) :] + (f"?{upload.query}" if upload.query else "")
+            with contextlib.suppress(ShipitError):  # an unfinished upload expires anyway
+                self._request("DELETE", repository, rest)
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         """The manifest for repository:reference, or None when the registry has none."""

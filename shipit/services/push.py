@@ -68,6 +68,7 @@ class _Plan:
     auth: Auth | None = None
     unchanged: dict[str, str] = field(default_factory=dict)  # tag -> digest already there
     client: RegistryClient | None = None
+    path: str = ""  # the repository's path in the registry (NAMESPACE/NAME)
     new_client: RegistryClientFactory = RegistryClient
 
 
@@ -270,6 +271,7 @@ def _prepare(
     auth = destination.authenticate(reporter)
     plan = _Plan(destination=destination, auth=auth, new_client=registry_client)
     host, _, path = destination.repository(selection.name).partition("/")
+    plan.path = path
     for tag in selection.tags:
         if not is_release_tag(tag):
             continue
@@ -532,8 +534,9 @@ def _believed_refusals(fn: Callable[[], T], plan: _Plan, settings: PushSettings)
 
     After a transient failure of the registry's /v2/ ping (a 503) the engine goes on
     without credentials and reports `unauthorized`. So the credentials are checked directly,
-    as `docker login` does: refused, it is the auth error (exit 3); accepted, a transient
-    error that is retried; the check failing for another reason leaves the engine's word.
+    the way a push begins (an upload started and cancelled): refused, or not allowed to push,
+    it is the auth error (exit 3); accepted, a transient error that is retried; the check
+    failing for another reason leaves the engine's word.
     ECR keeps its own path (a fresh token), and an anonymous push has nothing to check.
     """
 
@@ -544,7 +547,7 @@ def _believed_refusals(fn: Callable[[], T], plan: _Plan, settings: PushSettings)
             if plan.destination.kind == "ecr" or plan.auth is None:
                 raise
             try:
-                _client(plan, settings).check_login()
+                _client(plan, settings).check_push_access(plan.path)
             except AuthError:
                 raise refused from None
             except RegistryError as unsure:
