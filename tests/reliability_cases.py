@@ -104,7 +104,8 @@ FACTS: tuple[Fact, ...] = (
     Fact(
         "When its `GET /v2/` ping fails with a 503, the engine pushes without credentials and "
         "reports `unauthorized`: shipit then checks the credentials against the registry "
-        "itself (as `docker login` does) and retries when they are accepted; only a refusal "
+        "itself (it starts an upload and cancels it, as a push begins) and retries when they "
+        "are accepted; only a refusal "
         "it confirms is exit 3.",
         ("ping-503-with-credentials", "ping-503-at-digest-check", "ping-503-wrong-password"),
     ),
