@@ -29,7 +29,12 @@ BUSYBOX_IMAGE = os.environ.get("SHIPIT_BUSYBOX_IMAGE", "shipit.local/busybox:lat
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    if REQUIRE_DOCKER and report.skipped and item.get_closest_marker("integration"):
+    if (
+        REQUIRE_DOCKER
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+        and item.get_closest_marker("integration")
+    ):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"integration test skipped but SHIPIT_REQUIRE_DOCKER=1: {reason}"

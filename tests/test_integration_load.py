@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -296,13 +295,6 @@ def _judge(
     return verdict
 
 
-# The shipit bug this test found (see test_registry_failure_during_digest_check_is_retried):
-# the engine's distribution inspect answers 500 with the registry's transport error
-# (`Head "http://HOST/v2/.../manifests/TAG": ... connection reset by peer`); the engine adapter
-# takes any 5xx mentioning "connect" for the engine's own failure: exit 4, not retried.
-DIGEST_CHECK_BUG = re.compile(r" exit 4: error: .*the Docker engine .* failed: .*/distribution/")
-
-
 def test_concurrent_pushes_through_random_faults_lose_nothing(
     registry: Registry, images: Images
 ) -> None:
@@ -349,20 +341,11 @@ def test_concurrent_pushes_through_random_faults_lose_nothing(
     assert not verdict.partial, f"seed {seed}: {verdict.partial}"
     assert faults > 0, "the proxy injected no fault: the test proved nothing"
     assert verdict.landed > 0, f"seed {seed}: no run landed ({faults} faults in {requests})"
-    unknown = [u for u in verdict.unclean if not DIGEST_CHECK_BUG.search(u)]
-    assert not unknown, f"seed {seed}: runs that neither landed nor exited 6: {unknown}"
-    if verdict.unclean:
-        pytest.xfail(
-            f"known bug (engine adapter takes registry resets for engine failures, exit 4): {verdict.unclean}"
-        )
+    assert not verdict.unclean, (
+        f"seed {seed}: runs that neither landed nor exited 6: {verdict.unclean}"
+    )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shipit bug: Engine._call (shipit/adapters/engine/client.py) turns the engine's 500 "
-    "for a registry 'connection reset' during distribution inspect into EngineUnavailableError "
-    "(exit 4, not retried) before distribution_digest can classify it as a registry error",
-)
 def test_registry_failure_during_digest_check_is_retried(
     registry: Registry, images: Images
 ) -> None:

@@ -340,7 +340,14 @@ class Engine:
         except docker.errors.NotFound:
             raise
         except docker.errors.APIError as exc:
-            if exc.status_code is not None and exc.status_code >= 500 and "connect" in str(exc):
+            # A 500 quoting a registry request (`Head "http://HOST/v2/...": ... connection
+            # reset`) is the registry failing behind the engine: the caller classifies it.
+            if (
+                exc.status_code is not None
+                and exc.status_code >= 500
+                and "connect" in str(exc)
+                and "/v2/" not in _api_message(exc)
+            ):
                 raise EngineUnavailableError(
                     f"the Docker engine at {self.host} failed: {exc}"
                 ) from exc
