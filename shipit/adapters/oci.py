@@ -85,7 +85,6 @@ class RegistryClient:
         env: Mapping[str, str] | None = None,
         engine_config: Callable[[], Mapping[str, Any]] | None = None,
     ):
-
         self.host = DOCKER_HUB_API if host in {"docker.io", "index.docker.io"} else host
         self.auth = auth
         self.timeout = timeout
