@@ -12,7 +12,7 @@ import pytest
 from shipit.adapters.engine.buildkit.build import buildkit_support, network_mode, run_build
 from shipit.adapters.engine.buildkit.trace import StepFinished, TraceEvent
 from shipit.adapters.engine.buildkit.transport import BuildRequest
-from shipit.engine import Engine
+from shipit.adapters.engine.client import Engine
 from shipit.errors import BuildError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "trace"
