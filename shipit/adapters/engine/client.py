@@ -7,42 +7,35 @@ stream is read to its end here and such chunks become exceptions.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import json
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from shipit.adapters.classify import classify_registry_message
-from shipit.adapters.engine.request_limits import check_build_query, url_too_long
+from shipit.adapters.engine.calls import (
+    DEFAULT_SOCKET,
+    _api_message,
+    _build_failure,
+)
+from shipit.adapters.engine.request_limits import check_build_query
+from shipit.adapters.engine.runtime import RuntimeCalls
 from shipit.errors import (
     BuildError,
-    DockerfileError,
     EngineUnavailableError,
     ImageNotFoundError,
     RegistryError,
-    ShipitError,
-    UsageError,
 )
 from shipit.model import (
     Auth,
     BuildOutput,
     BuildStep,
-    ContainerInfo,
-    ContainerSpec,
-    ContainerSummary,
     Event,
     EventSink,
     ImageInfo,
     ImageSummary,
-    NetworkInfo,
     PushProgress,
     PushStatus,
 )
-
-DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
 
 def _ignore(_: Event) -> None:
@@ -97,14 +90,15 @@ def _silent_engine_hint(host: str) -> str:
 
 
 # ---------------------------------------------------------------- the engine
+# ---------------------------------------------------------------- the engine
 
 
-class Engine:
-    """A connected Docker engine. Build one with `Engine.connect(env)`; tests pass a fake `api`."""
+class Engine(RuntimeCalls):
+    """A connected Docker engine. Build one with `Engine.connect(env)`; tests pass a fake `api`.
 
-    def __init__(self, api: Any, *, host: str = DEFAULT_SOCKET):
-        self.api = api
-        self.host = host
+    Images, builds, pushes and logins are here; runtime requests (containers, networks) in
+    `RuntimeCalls`, and the error translation they share in `EngineBase`.
+    """
 
     @classmethod
     def connect(
@@ -180,6 +174,51 @@ class Engine:
                 f"image '{ref}' does not exist locally: run 'shipit build' first"
             )
         return info
+
+    def images(self, *, label: str, dangling: bool | None = None) -> list[ImageSummary]:
+        """Top-level images carrying `label` ("key=value"), newest last.
+
+        Each is inspected for its nanosecond `Created`, so builds made within the same second
+        still order correctly (the list only has whole seconds).
+        """
+        filters: dict[str, Any] = {"label": [label]}
+        if dangling is not None:
+            filters["dangling"] = dangling
+        summaries: list[ImageSummary] = []
+        for entry in self._call(self.api.images, filters=filters) or []:
+            created = float(entry.get("Created") or 0)
+            info = self.image(entry["Id"])
+            if info is None:  # removed since it was listed
+                continue
+            created = self._parse_timestamp(info.raw.get("Created")) or created
+            summaries.append(
+                ImageSummary(
+                    id=entry["Id"],
+                    repo_tags=tuple(
+                        t for t in entry.get("RepoTags") or () if t and t != "<none>:<none>"
+                    ),
+                    created=created,
+                    size=int(entry.get("Size") or 0),
+                    labels=dict(entry.get("Labels") or {}),
+                )
+            )
+        return sorted(summaries, key=lambda s: (s.created, s.id))
+
+    def remove_image_if_unused(self, ref: str) -> str | None:
+        """Remove a tag or an image without force; None when done, else why the engine refused.
+
+        Removing one of several tags only untags; removing the last one deletes the image
+        and its untagged parent layers. An image a container still uses is refused.
+        """
+        import docker.errors
+
+        try:
+            self._call(self.api.remove_image, ref, force=False, noprune=False)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            return _api_message(exc)
+        return None
 
     def tag(self, image: str, repository: str, tag: str) -> None:
         """Point repository:tag at an image (like `docker tag`)."""
@@ -316,390 +355,6 @@ class Engine:
                 _api_message(exc), status=exc.status_code, registry=auth.registry
             ) from exc
 
-    # ------------------------------------------------------------ plumbing
-
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call docker-py, turning connection failures into EngineUnavailableError."""
-        import docker.errors
-        import requests.exceptions
-
-        try:
-            return fn(*args, **kwargs)
-        except requests.exceptions.Timeout as exc:
-            raise RegistryError(
-                "no answer within the stall timeout (the engine or the registry behind it hangs)",
-                hint="check the registry, or raise --stall-timeout",
-                transient=True,
-                kind="timeout",
-            ) from exc
-        except requests.exceptions.ConnectionError as exc:
-            raise EngineUnavailableError(
-                f"lost the connection to the Docker engine at {self.host}",
-                hint="check that the engine is still running",
-            ) from exc
-        except docker.errors.NotFound:
-            raise
-        except docker.errors.APIError as exc:
-            # A 500 quoting a registry request (`Head "http://HOST/v2/...": ... connection
-            # reset`) is the registry failing behind the engine: the caller classifies it.
-            if (
-                exc.status_code is not None
-                and exc.status_code >= 500
-                and "connect" in str(exc)
-                and "/v2/" not in _api_message(exc)
-            ):
-                raise EngineUnavailableError(
-                    f"the Docker engine at {self.host} failed: {exc}"
-                ) from exc
-            raise
-
-    def _guard_stream(
-        self, stream: Iterator[dict[str, Any]], error_cls: type[ShipitError]
-    ) -> Iterator[dict[str, Any]]:
-        """Re-raise transport and API errors met while reading a stream as shipit errors.
-
-        A build the engine refuses for its URL size (414/431: build args and labels travel in
-        the URL) is a usage error, however the refusal reached us.
-        """
-        try:
-            yield from self._guarded(stream, error_cls)
-        except Exception as exc:
-            too_long = _url_refusal(exc) if error_cls is BuildError else None
-            if too_long is not None:
-                raise too_long from exc
-            raise
-
-    def _guarded(
-        self, stream: Iterator[dict[str, Any]], error_cls: type[ShipitError]
-    ) -> Iterator[dict[str, Any]]:
-        import docker.errors
-        import requests.exceptions
-        import urllib3.exceptions
-
-        try:
-            yield from stream
-        except urllib3.exceptions.ReadTimeoutError as exc:
-            # docker-py reads streams straight from urllib3: a silent engine raises this.
-            raise RegistryError(
-                "the Docker engine made no progress within the stall timeout",
-                hint="check the registry, or raise --stall-timeout",
-                transient=True,
-                kind="timeout",
-            ) from exc
-        except urllib3.exceptions.ProtocolError as exc:
-            raise EngineUnavailableError(
-                f"lost the connection to the Docker engine at {self.host} while streaming"
-            ) from exc
-        except docker.errors.APIError as exc:
-            # A request the engine refuses outright answers without a stream (e.g. a
-            # Dockerfile parse error is a 400); docker-py raises it on the first read.
-            if error_cls is BuildError:
-                raise _build_failure(_api_message(exc), None, []) from exc
-            raise classify_registry_message(_api_message(exc), status=exc.status_code) from exc
-        except requests.exceptions.ReadTimeout as exc:
-            raise RegistryError(
-                "the Docker engine made no progress within the stall timeout",
-                transient=True,
-                kind="timeout",
-            ) from exc
-        except (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,
-        ) as exc:
-            raise EngineUnavailableError(
-                f"lost the connection to the Docker engine at {self.host} while streaming"
-            ) from exc
-        except json.JSONDecodeError as exc:
-            raise error_cls("the Docker engine sent an unreadable stream") from exc
-
-    # ------------------------------------------------------------ containers and networks (runtime)
-
-    def images(self, *, label: str, dangling: bool | None = None) -> list[ImageSummary]:
-        """Top-level images carrying `label` ("key=value"), newest last.
-
-        Each is inspected for its nanosecond `Created`, so builds made within the same second
-        still order correctly (the list only has whole seconds).
-        """
-        filters: dict[str, Any] = {"label": [label]}
-        if dangling is not None:
-            filters["dangling"] = dangling
-        summaries: list[ImageSummary] = []
-        for entry in self._call(self.api.images, filters=filters) or []:
-            created = float(entry.get("Created") or 0)
-            info = self.image(entry["Id"])
-            if info is None:  # removed since it was listed
-                continue
-            created = self._parse_timestamp(info.raw.get("Created")) or created
-            summaries.append(
-                ImageSummary(
-                    id=entry["Id"],
-                    repo_tags=tuple(
-                        t for t in entry.get("RepoTags") or () if t and t != "<none>:<none>"
-                    ),
-                    created=created,
-                    size=int(entry.get("Size") or 0),
-                    labels=dict(entry.get("Labels") or {}),
-                )
-            )
-        return sorted(summaries, key=lambda s: (s.created, s.id))
-
-    def remove_image_if_unused(self, ref: str) -> str | None:
-        """Remove a tag or an image without force; None when done, else why the engine refused.
-
-        Removing one of several tags only untags; removing the last one deletes the image
-        and its untagged parent layers. An image a container still uses is refused.
-        """
-        import docker.errors
-
-        try:
-            self._call(self.api.remove_image, ref, force=False, noprune=False)
-        except docker.errors.NotFound:
-            return None
-        except docker.errors.APIError as exc:
-            return _api_message(exc)
-        return None
-
-    def create_network(self, name: str, *, labels: Mapping[str, str]) -> str:
-        """Create a user-defined bridge network (containers on it reach each other by name)."""
-        data = self._runtime_call(
-            f"create network '{name}'",
-            self.api.create_network,
-            name,
-            driver="bridge",
-            labels=dict(labels),
-            check_duplicate=True,
-        )
-        return str(data["Id"])
-
-    def network(self, ref: str) -> NetworkInfo | None:
-        """Inspect a network by name or id; None when it does not exist."""
-        import docker.errors
-
-        try:
-            data = self._call(self.api.inspect_network, ref)
-        except docker.errors.NotFound:
-            return None
-        return self._network_info(data)
-
-    def networks(self, *, label: str) -> list[NetworkInfo]:
-        """Networks carrying `label` ("key=value"), each inspected for its attached containers."""
-        found: list[NetworkInfo] = []
-        for entry in self._call(self.api.networks, filters={"label": [label]}) or []:
-            info = self.network(entry["Id"])
-            if info is not None:
-                found.append(info)
-        return found
-
-    def remove_network(self, ref: str) -> str | None:
-        """Remove a network; None when done or already gone, else why the engine refused."""
-        import docker.errors
-
-        try:
-            self._call(self.api.remove_network, ref)
-        except docker.errors.NotFound:
-            return None
-        except docker.errors.APIError as exc:
-            return _api_message(exc)
-        return None
-
-    def run_container(self, spec: ContainerSpec) -> str:
-        """Create and start a detached container (`docker run -d -p IP:HOST:PORT --network`)."""
-        port = f"{spec.container_port}/tcp"
-        host_config = self.api.create_host_config(
-            port_bindings={port: (spec.host_ip, spec.host_port)},
-            network_mode=spec.network,
-        )
-        data = self._runtime_call(
-            f"create container '{spec.name}'",
-            self.api.create_container,
-            spec.image,
-            name=spec.name,
-            detach=True,
-            ports=[(spec.container_port, "tcp")],
-            environment=dict(spec.environment),
-            labels=dict(spec.labels),
-            host_config=host_config,
-        )
-        container_id = str(data["Id"])
-        try:
-            self._runtime_call(f"start container '{spec.name}'", self.api.start, container_id)
-        except BaseException:
-            # Either a running container or none: a created-but-not-started one is removed.
-            with contextlib.suppress(Exception):
-                self._call(self.api.remove_container, container_id, force=True, v=True)
-            raise
-        return container_id
-
-    def container(self, ref: str) -> ContainerInfo | None:
-        """Inspect a container by name or id; None when it does not exist."""
-        import docker.errors
-
-        try:
-            data = self._call(self.api.inspect_container, ref)
-        except docker.errors.NotFound:
-            return None
-        state = data.get("State") or {}
-        health = state.get("Health") or None
-        probes = (health or {}).get("Log") or []
-        ports: dict[str, tuple[str, int]] = {}
-        for port, bindings in ((data.get("NetworkSettings") or {}).get("Ports") or {}).items():
-            for binding in bindings or ():
-                if str(binding.get("HostPort") or "").isdigit():
-                    ports[port] = (str(binding.get("HostIp") or ""), int(binding["HostPort"]))
-                    break
-        config = data.get("Config") or {}
-        return ContainerInfo(
-            id=data["Id"],
-            name=str(data.get("Name") or "").lstrip("/"),
-            image=str(config.get("Image") or data.get("Image") or ""),
-            status=str(state.get("Status") or ""),
-            running=bool(state.get("Running")),
-            exit_code=None if state.get("Running") else state.get("ExitCode"),
-            health=health.get("Status") if health else None,
-            health_output=str(probes[-1].get("Output") or "").strip() if probes else "",
-            labels=dict(config.get("Labels") or {}),
-            ports=ports,
-        )
-
-    def containers(self, *, label: str) -> list[ContainerSummary]:
-        """Containers (running or not) carrying `label` ("key=value")."""
-        entries = self._call(self.api.containers, all=True, filters={"label": [label]}) or []
-        return [
-            ContainerSummary(
-                id=entry["Id"],
-                name=str((entry.get("Names") or [""])[0]).lstrip("/"),
-                image=str(entry.get("Image") or ""),
-                state=str(entry.get("State") or ""),
-                labels=dict(entry.get("Labels") or {}),
-            )
-            for entry in entries
-        ]
-
-    def container_logs(self, ref: str, *, tail: int = 20) -> list[str]:
-        """The last `tail` lines a container wrote (stdout and stderr); [] if it is gone."""
-        import docker.errors
-
-        try:
-            raw = self._call(self.api.logs, ref, stdout=True, stderr=True, tail=tail)
-        except docker.errors.NotFound:
-            return []
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        return [line.rstrip("\r") for line in text.splitlines()][-tail:]
-
-    def follow_logs(self, ref: str) -> Iterator[str]:
-        """Yield a container's log lines as it writes them, until it stops (`docker logs -f`).
-
-        docker-py lifts the read timeout on log streams, so a quiet container does not end it.
-        """
-        import docker.errors
-        import requests.exceptions
-
-        try:
-            stream = self._call(self.api.logs, ref, stream=True, follow=True)
-        except docker.errors.NotFound:
-            return
-        pending = b""
-        try:
-            for chunk in stream:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line.decode("utf-8", "replace").rstrip("\r")
-        except requests.exceptions.ConnectionError as exc:
-            raise EngineUnavailableError(
-                f"lost the connection to the Docker engine at {self.host} while following logs"
-            ) from exc
-        if pending:
-            yield pending.decode("utf-8", "replace").rstrip("\r")
-
-    def remove_container(self, ref: str, *, force: bool = False) -> str | None:
-        """Remove a container (force: kill it first); None when done or already gone."""
-        import docker.errors
-
-        try:
-            self._call(self.api.remove_container, ref, force=force, v=True)
-        except docker.errors.NotFound:
-            return None
-        except docker.errors.APIError as exc:
-            if "already in progress" in _api_message(exc):
-                return None
-            return _api_message(exc)
-        return None
-
-    def _runtime_call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """`_call` for container and network requests: a refusal becomes a shipit error."""
-        import docker.errors
-
-        try:
-            try:
-                return self._call(fn, *args, **kwargs)
-            except EngineUnavailableError as exc:
-                # `_call` reads a 500 mentioning "connect" as an engine outage; for containers
-                # that is usually a refusal ("failed programming external connectivity").
-                if isinstance(exc.__cause__, docker.errors.APIError):
-                    raise exc.__cause__ from None
-                raise
-        except docker.errors.APIError as exc:
-            message = _api_message(exc)
-            lowered = message.lower()
-            if exc.status_code == 409 or "already in use" in lowered or "already exists" in lowered:
-                raise UsageError(
-                    f"cannot {what}: {message}", hint="choose another name, or remove the old one"
-                ) from exc
-            if "port is already allocated" in lowered or "address already in use" in lowered:
-                raise UsageError(
-                    f"cannot {what}: the host port is already in use",
-                    hint="pick another --publish port, or omit it to let Docker choose",
-                ) from exc
-            if exc.status_code == 404:
-                raise UsageError(f"cannot {what}: {message}") from exc
-            raise ShipitError(f"the Docker engine refused to {what}: {message}") from exc
-
-    @staticmethod
-    def _network_info(data: Mapping[str, Any]) -> NetworkInfo:
-        return NetworkInfo(
-            id=str(data["Id"]),
-            name=str(data.get("Name") or ""),
-            driver=str(data.get("Driver") or ""),
-            labels=dict(data.get("Labels") or {}),
-            containers=tuple((data.get("Containers") or {}).keys()),
-        )
-
-    @staticmethod
-    def _parse_timestamp(value: Any) -> float | None:
-        """Docker's RFC 3339 timestamps (nanoseconds, 'Z') as epoch seconds; None if unreadable."""
-        if not isinstance(value, str) or not value:
-            return None
-        text = value.replace("Z", "+00:00")
-        # fromisoformat keeps at most microseconds: cut the fraction to six digits.
-        head, dot, rest = text.partition(".")
-        if dot:
-            digits = "".join(itertools.takewhile(str.isdigit, rest))
-            text = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits) :]}"
-        try:
-            return datetime.fromisoformat(text).timestamp()
-        except ValueError:
-            return None
-
-
-def _url_refusal(exc: BaseException) -> UsageError | None:
-    """The usage error for a 414/431 answer found anywhere in an exception's chain."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        response = getattr(current, "response", None)
-        error = url_too_long(getattr(response, "status_code", None))
-        if error is not None:
-            return error
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _api_message(exc: Any) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc)
-
 
 # ---------------------------------------------------------------- stream readers
 
@@ -741,26 +396,6 @@ def read_build_stream(chunks: Iterator[dict[str, Any]], on_event: EventSink = _i
             details=([step] if step else []) + list(tail),
         )
     return image_id
-
-
-def _build_failure(message: str, step: str | None, tail: list[str]) -> ShipitError:
-    lowered = message.lower()
-    hint = None
-    if "dockerfile parse error" in lowered or "unknown instruction" in lowered:
-        # Invalid input (exit 2, like any other): the parser refused it before any step ran.
-        return DockerfileError(
-            f"Dockerfile syntax error: {message}", hint="fix the Dockerfile line named above"
-        )
-    if (
-        "pull access denied" in lowered
-        or "manifest unknown" in lowered
-        or ("not found" in lowered and step and " FROM " in step.upper())
-    ):
-        hint = "the base image is not available to the engine: build or load it, or pass --build-arg to choose another"
-    elif "returned a non-zero code" in lowered:
-        hint = "fix the failing step; its last output lines are shown above"
-    where = f" at {step}" if step else ""
-    return BuildError(f"build failed{where}: {message}", hint=hint, details=tail)
 
 
 def read_push_stream(chunks: Iterator[dict[str, Any]], on_event: EventSink = _ignore) -> str:
