@@ -25,9 +25,7 @@ from benchmarks.names import build_names
 from benchmarks.proc import PYTHON, SHIPIT, show, timed
 from benchmarks.stats import CaseResult, Side, Target, comparison, median
 
-#: The peer: the Debian 20.10 CLI (/usr/local/bin/docker, first on PATH, is a newer client
-#: without buildx that falls back to the legacy builder).
-PEER = "/usr/bin/docker"
+PEER = proc.BUILDKIT_CLI
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 ISSUE_11 = "issue 11, BuildKit through the Engine API"
 ISSUE_12 = "issue 12, file sync"

@@ -73,7 +73,7 @@ def empty_engine(b: Bench, buildkit: bool = False) -> int:
     untagged layers, and with BuildKit its build cache (`docker builder prune -af`: the whole
     engine's); returns how many images labelled for the case are left (should be 0)."""
     if buildkit:
-        timed(["docker", "builder", "prune", "-af"], env=b.env(), cwd=b.tmp)
+        timed([proc.BUILDKIT_CLI, "builder", "prune", "-af"], env=b.env(), cwd=b.tmp)
     proc.remove_bench_images(b.client, _is_ci_repo)
     label = f"io.shipit.image={CI_NAME}"
     # The low-level listing: the high-level one fetches each image again and fails when

@@ -29,6 +29,9 @@ VENV_BIN = Path(sys.executable).parent
 SHIPIT = str(VENV_BIN / "shipit")
 PYTHON = sys.executable
 COMMAND_TIMEOUT = 900.0
+#: The Debian 20.10 docker CLI, whose DOCKER_BUILDKIT=1 client is BuildKit with file sync
+#: (/usr/local/bin/docker, first on PATH, is a newer client without buildx: legacy builds).
+BUILDKIT_CLI = "/usr/bin/docker"
 
 # Variables that change what shipit does (CI detection, defaults, credentials): the benchmark
 # runs every command without them, so a developer's shell and CI measure the same thing.
