@@ -194,12 +194,28 @@ def test_a_private_cache_source_opens_a_session_with_credentials(
 
 
 def test_the_context_goes_through_file_sync(project: Path, fake_api: FakeAPI) -> None:
-    assert runner.invoke(app, ["build"]).exit_code == 0
+    assert runner.invoke(app, ["build"], env={"SHIPIT_BUILD_CONTEXT": "sync"}).exit_code == 0
     [build] = _builds(fake_api)
     [session] = fake_api.sessions
     assert session.served == ["FileSyncProvider"]  # nothing else is needed
     assert (build["remote"], build["session"]) == ("client-session", session.id)
     assert build["dockerfile"] == "Dockerfile"
+
+
+def test_auto_sends_a_small_context_as_a_tar_and_a_big_one_through_file_sync(
+    project: Path, fake_api: FakeAPI
+) -> None:
+    small = runner.invoke(app, ["build", "-v"])
+    assert small.exit_code == 0, small.output
+    assert fake_api.sessions == []
+    assert "context sent as a tar: a small context" in small.stderr
+    (project / "data.bin").write_bytes(b"x" * (3 * 1024 * 1024))
+    big = runner.invoke(app, ["build", "-v"])
+    assert big.exit_code == 0, big.output
+    [session] = fake_api.sessions
+    assert session.served == ["FileSyncProvider"]
+    assert "context sent through file sync: " in big.stderr
+    assert _builds(fake_api)[-1]["remote"] == "client-session"
 
 
 def test_with_the_tar_switch_a_plain_build_opens_no_session(

@@ -94,7 +94,7 @@ class BuildSettings:
     # What a BuildKit build's session serves (secrets, SSH agents, registry credentials).
     session: SessionPlan = field(default_factory=SessionPlan)
     # How BuildKit gets the context: "sync" (file sync in the session) or "tar" (request body).
-    context_transport: str = "sync"
+    context_transport: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -496,7 +496,13 @@ def oci_labels(
 def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> BuildResult:
     """Send the context, build, apply every tag; the Python API behind `shipit build`."""
     from shipit.context import create_context_archive
-    from shipit.services.builders import BUILDKIT, SYNC, choose_builder, scan_context
+    from shipit.services.builders import (
+        BUILDKIT,
+        SYNC,
+        choose_builder,
+        pick_transport,
+        scan_context,
+    )
 
     for warning in settings.warnings:
         reporter.warn(warning)
@@ -507,8 +513,14 @@ def build_image(settings: BuildSettings, engine: Engine, reporter: Reporter) -> 
     if choice.kind != BUILDKIT and (settings.session.secrets or settings.session.ssh):
         raise UsageError(f"--secret and --ssh need BuildKit: {choice.reason}")
     image = settings.image
-    if choice.kind == BUILDKIT and settings.context_transport == SYNC:
+    transport = None
+    if choice.kind == BUILDKIT:
         facts = scan_context(settings.context, settings.dockerfile)
+        transport, why = pick_transport(settings.context_transport, facts, settings.session.needed)
+        reporter.detail(
+            f"context sent {'through file sync' if transport == SYNC else 'as a tar'}: {why}"
+        )
+    if transport == SYNC:
         labels = _context_labels(settings, facts, reporter)
         image_id = _build_buildkit(settings, engine, reporter, None, labels)
     else:
@@ -582,10 +594,12 @@ def _build_buildkit(
     )
     if archive is not None:
         return run({**request, "dockerfile": archive.dockerfile}, fileobj=archive.fileobj)[0]
-    return _build_synced(settings, request, run)
+    return _build_synced(settings, request, run, reporter)
 
 
-def _build_synced(settings: BuildSettings, request: dict[str, Any], run: Any) -> str:
+def _build_synced(
+    settings: BuildSettings, request: dict[str, Any], run: Any, reporter: Reporter
+) -> str:
     """The context served by file sync: the engine asks for what changed since its last build
     of this directory. A file that vanished or changed mid-sync fails with shipit's message."""
     from shipit.adapters.engine.buildkit.filesync import build_shared_key, sync_context
@@ -607,6 +621,7 @@ def _build_synced(settings: BuildSettings, request: dict[str, Any], run: Any) ->
         if failure is not None:
             raise failure from exc
         raise
+    reporter.detail(synced.provider.summary())
     return str(image_ids[0])
 
 

@@ -382,15 +382,33 @@ def _one_stage(
 # the request body (the engine re-reads the whole upload every build).
 SYNC = "sync"
 TAR = "tar"
-CONTEXT_TRANSPORTS = (SYNC, TAR)
+AUTO = "auto"
+CONTEXT_TRANSPORTS = (AUTO, SYNC, TAR)
+# "auto" sends a context this small as a tar when the build needs no session otherwise: the
+# engine re-reads a small upload in no time, and a build without a session imports no grpc and
+# opens no second connection (docs/benchmarks.md: the inner-loop case).
+SMALL_CONTEXT_BYTES = 2 * 1024 * 1024
+SMALL_CONTEXT_FILES = 500
 
 
 def context_transport(env: Mapping[str, str]) -> str:
-    """``SHIPIT_BUILD_CONTEXT``: "sync" (the default) or "tar"."""
-    value = env.get("SHIPIT_BUILD_CONTEXT", "").strip().lower() or SYNC
+    """``SHIPIT_BUILD_CONTEXT``: "auto" (the default), "sync" or "tar"."""
+    value = env.get("SHIPIT_BUILD_CONTEXT", "").strip().lower() or AUTO
     if value not in CONTEXT_TRANSPORTS:
-        raise UsageError(f"SHIPIT_BUILD_CONTEXT={value[:20]!r}: use sync or tar")
+        raise UsageError(f"SHIPIT_BUILD_CONTEXT={value[:20]!r}: use auto, sync or tar")
     return value
+
+
+def pick_transport(requested: str, facts: ContextFacts, session_needed: bool) -> tuple[str, str]:
+    """The way a BuildKit build sends its context, and why (said with -v)."""
+    if requested != AUTO:
+        return requested, f"SHIPIT_BUILD_CONTEXT={requested}"
+    small = facts.size_bytes <= SMALL_CONTEXT_BYTES and facts.file_count <= SMALL_CONTEXT_FILES
+    if small and not session_needed:
+        return TAR, f"a small context ({facts.file_count} files, {facts.size_bytes} bytes)"
+    if small:
+        return SYNC, "the build opens a session anyway"
+    return SYNC, f"{facts.file_count} files, {facts.size_bytes} bytes: only changes are sent"
 
 
 def build_node_id(env: Mapping[str, str]) -> str:
