@@ -352,6 +352,16 @@ def test_release_builds_and_publishes_both_platforms(
     assert set(_index_platforms(raw)) == set(built)
     arm = _skopeo("--config", "--override-arch", "arm64", f"docker://{repo}:5.0.0")
     assert arm["architecture"] == "arm64"
+    # Released again (the release tags exist now: built first, then compared): nothing moves.
+    again = run_shipit(
+        "release", str(multi_project.path), "--registry", registry.address, "--name", name,
+        "--version", "5.0.0", "--no-latest", "--platform", PLATFORMS, "--json",
+        cwd=multi_project.path,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    repeated = json.loads(again.stdout)
+    assert {p["status"] for p in repeated["pushed"]} == {"unchanged"}
+    assert {p["digest"] for p in repeated["pushed"]} == {p["digest"] for p in payload["pushed"]}
 
 
 # ---------------------------------------------------------------- the CI matrix flow

@@ -98,7 +98,12 @@ def release_for_platforms(
     publish the indexes. False when the ordinary single-platform release applies."""
     from shipit.adapters.oci import RegistryClient
     from shipit.services.build import build_image
-    from shipit.services.multiplatform import build_platforms, push_platforms, require_buildable
+    from shipit.services.multiplatform import (
+        build_platforms,
+        push_platforms,
+        release_platforms,
+        require_buildable,
+    )
 
     platforms = multi_platforms(settings.platform)
     if len(platforms) < 2:
@@ -106,24 +111,29 @@ def release_for_platforms(
             require_buildable(platforms, engine)
         return False
     built = None
+    new_client = registry_client or RegistryClient
     if push_settings.dry_run:
         shown = ", ".join(str(p) for p in platforms)
         reporter.info(f"would build {settings.context} for {shown}")
-    else:
+    elif smoke is None:
+        built, result = release_platforms(
+            settings, platforms, destinations, engine, reporter, push_settings,
+            build=build_image, registry_client=new_client,
+        )  # fmt: skip
+        report_push(result, settings.image, reporter, env, dry_run=False, build=built)
+        return True
+    else:  # a SmokeCheck: every platform's image is run (foreign ones under QEMU) before any push
+        from shipit.services.smoke import smoke_test
+
         with reporter.phase("Build"):
             built = build_platforms(settings, platforms, engine, reporter, build_image)
-        if (
-            smoke is not None
-        ):  # a SmokeCheck: every platform's image is run (foreign ones under QEMU)
-            from shipit.services.smoke import smoke_test
-
-            with reporter.phase("Smoke test"):
-                for image in built.images:
-                    reference = image.references[0]
-                    healthy = smoke_test(
-                        engine, reporter, reference, path=smoke.path, timeout=smoke.timeout
-                    )
-                    reporter.info(f"{reference} healthy in {healthy.seconds_to_healthy:.1f}s")
+        with reporter.phase("Smoke test"):
+            for image in built.images:
+                reference = image.references[0]
+                healthy = smoke_test(
+                    engine, reporter, reference, path=smoke.path, timeout=smoke.timeout
+                )
+                reporter.info(f"{reference} healthy in {healthy.seconds_to_healthy:.1f}s")
     result = push_platforms(
         settings.image,
         platforms,
@@ -131,7 +141,7 @@ def release_for_platforms(
         engine,
         reporter,
         push_settings,
-        registry_client=registry_client or RegistryClient,
+        registry_client=new_client,
         built=built is not None,
     )
     report_push(result, settings.image, reporter, env, dry_run=push_settings.dry_run, build=built)

@@ -339,6 +339,77 @@ def push_platforms(
     return MultiPushResult(pushed=pushed, platform_images=platform_images)
 
 
+def release_platforms(
+    settings: BuildSettings,
+    platforms: Sequence[Platform],
+    destinations: Sequence[Destination],
+    engine: Engine,
+    reporter: Reporter,
+    push_settings: PushSettings,
+    *,
+    build: BuildFn,
+    registry_client: RegistryClientFactory = RegistryClient,
+) -> tuple[MultiBuildResult, MultiPushResult]:
+    """Build and push every platform, then publish the indexes; the Python API behind a
+    multi-platform release without --smoke.
+
+    When no release tag exists yet (or --allow-overwrite), each platform is pushed as soon as it
+    is built, while a slower one (emulated) still builds; otherwise everything is built first,
+    so the index check can compare images before anything is pushed.
+    """
+    if push_settings.push_cache:
+        raise UsageError("--push-cache works with single-platform builds only")
+    require_buildable(platforms, engine)
+    selection = settings.image
+    run = _Run(reporter, push_settings, registry_client, engine=engine)
+    with reporter.phase("Check release tags"):
+        existing = run_concurrently(
+            [
+                _named(d.label, partial(_release_tags_present, run, d, selection))
+                for d in destinations
+            ]
+        )
+    if any(existing) and not push_settings.allow_overwrite:
+        with reporter.phase("Build"):
+            built = build_platforms(settings, platforms, engine, reporter, build)
+        pushed = push_platforms(
+            selection, platforms, destinations, engine, reporter, push_settings,
+            registry_client=registry_client,
+        )  # fmt: skip
+        return built, pushed
+    base = replace(settings, cache_stage=None)
+    alone = len(platforms) == 1
+    push = partial(push_image, registry_client=registry_client)
+
+    def pipeline(platform: Platform, view: Reporter) -> tuple[PlatformImage, list[Pushed]]:
+        image = _build_one(base, platform, engine, view, build)
+        return image, push(platform_selection(selection, platform), destinations, engine, view,
+                           push_settings)  # fmt: skip
+
+    done = run_concurrently(
+        [
+            _named(str(p), partial(pipeline, p, platform_reporter(reporter, p, alone)))
+            for p in platforms
+        ]
+    )
+    built = MultiBuildResult(selection.name, selection.tags, tuple(image for image, _ in done))
+    platform_images = [(image.platform, p) for image, group in done for p in group]
+    with reporter.phase("Publish image indexes"):
+        indexes = _join_all(run, selection, platforms, destinations, {})
+    return built, MultiPushResult(pushed=indexes, platform_images=platform_images)
+
+
+def _release_tags_present(run: _Run, destination: Destination, selection: ImageSelection) -> bool:
+    """Whether any release tag of the selection already exists there (the registry prepared)."""
+    client, _, path = run.registry(destination, selection.name)
+    reader = IndexReader(client, path)
+    return any(
+        run.retry(partial(reader.manifest, tag), destination) is not None
+        for tag in selection.tags
+        if is_release_tag(tag)
+    )
+
+
 def merge_platforms(
     selection: ImageSelection,
     platforms: Sequence[Platform],
