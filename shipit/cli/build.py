@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from shipit.cli.app import app
-from shipit.cli.common import build_options, make_reporter, read_env, run_body, write_ci_outputs
+from shipit.cli.common import Invocation, build_options, execute, write_ci_outputs
 from shipit.cli.options import (
     BuildArgOpt,
     CacheFromOpt,
@@ -58,58 +59,47 @@ def build(
     quiet: QuietOpt = False,
 ) -> None:
     """Build the image and tag it by the tag rules (latest, sha-<head>, version tags, --tag)."""
-    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
+    execute(build_body, locals())
 
-    def body() -> None:
-        from shipit.cli.wiring import clients
-        from shipit.config import load_config
-        from shipit.services.build import build_image, resolve_build_settings
 
-        env = read_env()
-        cwd = Path.cwd()
-        options = build_options(
-            context=context,
-            file=file,
-            name=name,
-            tag=tag,
-            version=version,
-            latest=latest,
-            build_arg=build_arg,
-            label=label,
-            target=target,
-            platform=platform,
-            pull=pull,
-            no_cache=no_cache,
-            network=network,
-            cache_from=cache_from,
-            secret=secret,
-            ssh=ssh,
-        )
-        settings = resolve_build_settings(options, load_config(cwd), cwd, env)
-        # A RUN step may print nothing for minutes (BuildKit sends no progress meanwhile):
-        # the engine's read timeout for a build is an hour, not the stall timeout of a push.
-        engine = clients().engine(env, timeout=BUILD_READ_TIMEOUT)
-        from shipit.cli.platforms import build_for_platforms
+def build_body(run: Invocation) -> None:
+    """Resolve the build settings, build (one platform or several), report the result."""
+    from shipit.cli.platforms import build_for_platforms
+    from shipit.cli.wiring import clients
+    from shipit.services.build import build_image
 
-        if build_for_platforms(settings, engine, reporter, env) is not None:
-            return  # several --platform values: built, reported
-        result = build_image(settings, engine, reporter)
-        write_ci_outputs(
-            env,
-            result.name,
-            [f"{result.name}:{t}" for t in result.tags],
-            [],
-            image_id=result.image_id,
-            iidfile=iidfile,
-            metadata_file=metadata_file,
-        )
-        if json:
-            reporter.emit_json(result.as_json())
-        else:
-            reporter.success(
-                f"built {result.name} {result.image_id[:19]} ({result.size_bytes / 1e6:.1f} MB)"
-            )
-            for built_tag in result.tags:
-                reporter.emit(f"{result.name}:{built_tag}")
+    o, reporter = run.options, run.reporter
+    settings = build_settings(o, run.env)
+    # A RUN step may print nothing for minutes (BuildKit sends no progress meanwhile):
+    # the engine's read timeout for a build is an hour, not the stall timeout of a push.
+    engine = clients().engine(run.env, timeout=BUILD_READ_TIMEOUT)
+    if build_for_platforms(settings, engine, reporter, run.env) is not None:
+        return  # several --platform values: built, reported
+    result = build_image(settings, engine, reporter)
+    write_ci_outputs(
+        run.env,
+        result.name,
+        [f"{result.name}:{t}" for t in result.tags],
+        [],
+        image_id=result.image_id,
+        iidfile=o.iidfile,
+        metadata_file=o.metadata_file,
+    )
+    if o.json:
+        reporter.emit_json(result.as_json())
+        return
+    reporter.success(
+        f"built {result.name} {result.image_id[:19]} ({result.size_bytes / 1e6:.1f} MB)"
+    )
+    for built_tag in result.tags:
+        reporter.emit(f"{result.name}:{built_tag}")
 
-    run_body(reporter, body)
+
+def build_settings(options: Any, env: dict[str, str], config: Any = None) -> Any:
+    """The build's settings from the build options (`build` and `release` declare them)."""
+    from shipit.config import load_config
+    from shipit.services.build import resolve_build_settings
+
+    cwd = Path.cwd()
+    config = load_config(cwd) if config is None else config
+    return resolve_build_settings(build_options(**vars(options)), config, cwd, env)

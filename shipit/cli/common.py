@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import typer
@@ -21,13 +22,22 @@ SECRET_ENV_VARS = (
 
 
 def read_env() -> dict[str, str]:
-    return dict(os.environ)
+    """The process environment (read in shipit.settings, the one place that reads it)."""
+    from shipit.settings import environment
+
+    return environment()
 
 
-def make_reporter(*, json: bool = False, verbose: bool = False, quiet: bool = False) -> Any:
+def make_reporter(
+    *,
+    json: bool = False,
+    verbose: bool = False,
+    quiet: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Any:
     from shipit.output.reporter import OutputMode, Reporter
 
-    env = read_env()
+    env = read_env() if env is None else env
     mode = OutputMode.detect(env, quiet=quiet, verbose=verbose, json=json)
     reporter = Reporter(mode)
     # Secrets that arrive through the environment are masked before anything is printed.
@@ -35,6 +45,32 @@ def make_reporter(*, json: bool = False, verbose: bool = False, quiet: bool = Fa
         if env.get(var):
             reporter.mask(env[var])
     return reporter
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One command run: its reporter, its option values by parameter name, the environment."""
+
+    reporter: Any
+    options: SimpleNamespace
+    env: dict[str, str]
+
+
+def execute(body: Callable[[Invocation], None], values: Mapping[str, Any]) -> None:
+    """Run a command's body with a reporter made from its --json/--verbose/--quiet.
+
+    A command passes its own `locals()` as `values`: the environment is read once, here, and
+    expected failures end as one message and their exit code (`run_body`).
+    """
+    env = read_env()
+    reporter = make_reporter(
+        json=bool(values.get("json")),
+        verbose=bool(values.get("verbose")),
+        quiet=bool(values.get("quiet")),
+        env=env,
+    )
+    run = Invocation(reporter, SimpleNamespace(**values), env)
+    run_body(reporter, lambda: body(run))
 
 
 def run_body(reporter: Any, body: Callable[[], None]) -> None:
@@ -137,55 +173,60 @@ def build_options(**values: Any) -> Any:
     )
 
 
-def registry_options(
-    config_registry: dict[str, Any],
-    *,
-    registry: list[str] | None,
-    region: str | None,
-    profile: str | None,
-    registry_id: str | None,
-    repository: str | None,
-    create_repo: bool | None,
-    immutable_tags: bool | None,
-    kms_key: str | None,
-    namespace: str | None,
-    username: str | None,
-    password_stdin: bool,
-    reporter: Any = None,
-    **hygiene: Any,
-) -> Any:
-    from shipit.errors import UsageError
+def registry_options(config_registry: Mapping[str, Any], options: Any, reporter: Any) -> Any:
+    """RegistryOptions from a command's registry options (those it declares) and the config."""
     from shipit.services.registries import RegistryOptions
+    from shipit.settings import registry_values
 
+    given = {key: getattr(options, key, None) for key in REGISTRY_OPTION_NAMES}
+    given["username"] = given["username"] or None
+    hygiene = {key: getattr(options, key) for key in HYGIENE_OPTION_NAMES if hasattr(options, key)}
     password = None
-    username = username or config_registry.get("username")
-    if password_stdin:
-        # Without --username, each registry's own variable names the user
-        # (SHIPIT_REGISTRY_USERNAME, DOCKERHUB_USERNAME): see resolve_credentials.
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise UsageError("--password-stdin: nothing was read from stdin")
-        if reporter is not None:
-            reporter.mask(password)  # before anything else is printed
-    c = config_registry
+    if getattr(options, "password_stdin", False):
+        password = read_password(reporter)
+    return RegistryOptions(**registry_values(config_registry, given), password=password, **hygiene)
 
-    def pick(value: Any, key: str, default: Any = None) -> Any:
-        return value if value is not None else c.get(key, default)
 
-    return RegistryOptions(
-        registries=tuple(registry or c.get("registries") or ()),
-        region=pick(region, "region"),
-        profile=pick(profile, "profile"),
-        registry_id=pick(registry_id, "registry_id"),
-        repository=pick(repository, "repository"),
-        create_repo=pick(create_repo, "create_repo", True),
-        immutable_tags=pick(immutable_tags, "immutable_tags", False),
-        kms_key=pick(kms_key, "kms_key"),
-        namespace=pick(namespace, "namespace"),
-        username=pick(username, "username"),
-        password=password,
-        **hygiene,
+REGISTRY_OPTION_NAMES = (
+    "registry",
+    "region",
+    "profile",
+    "registry_id",
+    "repository",
+    "create_repo",
+    "immutable_tags",
+    "kms_key",
+    "namespace",
+    "username",
+)
+HYGIENE_OPTION_NAMES = ("lifecycle_keep", "lifecycle_untagged_days", "scan_gate", "scan_timeout")
+
+
+def read_password(reporter: Any) -> str:
+    """--password-stdin: one line from stdin, masked before anything else is printed.
+
+    Without --username, each registry's own variable names the user
+    (SHIPIT_REGISTRY_USERNAME, DOCKERHUB_USERNAME): see resolve_credentials.
+    """
+    from shipit.errors import UsageError
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UsageError("--password-stdin: nothing was read from stdin")
+    reporter.mask(password)
+    return password
+
+
+def select_image_here(options: Any, config: Any, env: Mapping[str, str]) -> Any:
+    """The image --name/--tag/--version/--latest select in the working directory's project."""
+    from shipit.services.build import ImageOptions, select_image
+    from shipit.settings import context_dir
+
+    cwd = Path.cwd()
+    image = ImageOptions(
+        name=options.name, tags=options.tag or (), version=options.version, latest=options.latest
     )
+    return select_image(image, config, context_dir(None, config, cwd), env=env)
 
 
 def select_reference(
@@ -193,12 +234,9 @@ def select_reference(
 ) -> tuple[str, str]:
     """The image `push` would push, as (name, NAME:FIRST-TAG)."""
     from shipit.config import load_config
-    from shipit.services.build import ImageOptions, resolve_context, select_image
 
-    cwd = Path.cwd()
-    config = load_config(cwd)
-    options = ImageOptions(name=name, tags=tag or (), version=version, latest=latest)
-    selection = select_image(options, config, resolve_context(None, config, cwd), env=read_env())
+    options = SimpleNamespace(name=name, tag=tag, version=version, latest=latest)
+    selection = select_image_here(options, load_config(Path.cwd()), read_env())
     return selection.name, selection.references[0]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shipit.cli.app import app
-from shipit.cli.common import make_reporter, read_env, registry_options, run_body
+from shipit.cli.common import Invocation, execute, registry_options
 from shipit.cli.options import (
     JsonOpt,
     NamespaceOpt,
@@ -40,43 +40,22 @@ def login(
     quiet: QuietOpt = False,
 ) -> None:
     """Log in to registries and record the login in the Docker config (like `docker login`)."""
-    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
+    execute(login_body, locals())
 
-    def body() -> None:
-        from shipit.cli.pushing import wired_destinations
-        from shipit.cli.wiring import clients
-        from shipit.config import load_config
-        from shipit.services.login import login_all
 
-        env = read_env()
-        config = load_config(Path.cwd())
-        options = registry_options(
-            dict(config.registry),
-            registry=registry,
-            region=region,
-            profile=profile,
-            registry_id=registry_id,
-            repository=None,
-            create_repo=None,
-            immutable_tags=None,
-            kms_key=None,
-            namespace=namespace,
-            username=username,
-            password_stdin=password_stdin,
-            reporter=reporter,
-        )
-        destinations = wired_destinations(options, env)
-        engine = clients().engine(env, timeout=stall_timeout)
-        from shipit.services.retry import RetryPolicy
+def login_body(run: Invocation) -> None:
+    """Resolve the registries, then log the engine in to each."""
+    from shipit.cli.pushing import wired_destinations
+    from shipit.cli.wiring import clients
+    from shipit.config import load_config
+    from shipit.services.login import login_all
+    from shipit.services.retry import RetryPolicy
 
-        results = login_all(
-            destinations,
-            engine,
-            reporter,
-            env,
-            retry=RetryPolicy(attempts=retries, total_seconds=retry_timeout),
-        )
-        if json:
-            reporter.emit_json({"logged_in": results})
-
-    run_body(reporter, body)
+    o, reporter, env = run.options, run.reporter, run.env
+    config = load_config(Path.cwd())
+    destinations = wired_destinations(registry_options(dict(config.registry), o, reporter), env)
+    engine = clients().engine(env, timeout=o.stall_timeout)
+    retry = RetryPolicy(attempts=o.retries, total_seconds=o.retry_timeout)
+    results = login_all(destinations, engine, reporter, env, retry=retry)
+    if o.json:
+        reporter.emit_json({"logged_in": results})

@@ -251,3 +251,14 @@ EnvOpt = Annotated[
         "--env", "-e", help="KEY=VALUE environment variable for the container (repeatable)."
     ),
 ]
+
+SmokeOpt = Annotated[
+    bool,
+    typer.Option("--smoke", help="Run `shipit smoke` after the build; push nothing if it fails."),
+]
+
+SmokePathOpt = Annotated[str, typer.Option("--smoke-path", help="Health path for --smoke.")]
+
+SmokeTimeoutOpt = Annotated[
+    float, typer.Option("--smoke-timeout", min=1, help="Seconds --smoke waits.")
+]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 from shipit.cli.app import app
-from shipit.cli.common import make_reporter, read_env, registry_options, run_body, write_ci_outputs
+from shipit.cli.common import (
+    Invocation,
+    execute,
+    registry_options,
+    select_image_here,
+    write_ci_outputs,
+)
 from shipit.cli.options import (
     AllowOverwriteOpt,
     CreateRepoOpt,
@@ -75,82 +80,50 @@ def push(
     quiet: QuietOpt = False,
 ) -> None:
     """Push the built image's tags to one or more registries and verify each digest."""
-    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
+    execute(push_body, locals())
 
-    def body() -> None:
-        from shipit.cli.wiring import clients
-        from shipit.config import load_config
-        from shipit.services.build import ImageOptions, resolve_context, select_image
-        from shipit.services.push import PushSettings, push_image
-        from shipit.services.registries import make_destinations, make_ecr_registry
-        from shipit.services.retry import RetryPolicy
 
-        env = read_env()
-        cwd = Path.cwd()
-        config = load_config(cwd)
-        options = registry_options(
-            dict(config.registry),
-            registry=registry,
-            region=region,
-            profile=profile,
-            registry_id=registry_id,
-            repository=repository,
-            create_repo=create_repo,
-            immutable_tags=immutable_tags,
-            kms_key=kms_key,
-            namespace=namespace,
-            username=username,
-            password_stdin=password_stdin,
-            reporter=reporter,
-            lifecycle_keep=lifecycle_keep,
-            lifecycle_untagged_days=lifecycle_untagged_days,
-            scan_gate=scan_gate,
-            scan_timeout=scan_timeout,
-        )
-        image_options = ImageOptions(name=name, tags=tag or (), version=version, latest=latest)
-        selection = select_image(image_options, config, resolve_context(None, config, cwd), env=env)
-        wired = clients()
-        destinations = make_destinations(
-            options, env, ecr_factory=partial(make_ecr_registry, aws=wired.aws)
-        )
-        settings = PushSettings(
-            retry=RetryPolicy(attempts=retries, total_seconds=retry_timeout),
-            allow_overwrite=allow_overwrite,
-            dry_run=dry_run,
-            stall_seconds=stall_timeout,
-            push_cache=push_cache,
-        )
-        from shipit.cli.platforms import push_for_platforms, report_push
+def push_body(run: Invocation) -> None:
+    """Select the image, resolve registries and push settings, push (one platform or several)."""
+    from shipit.cli.platforms import push_for_platforms, report_push
+    from shipit.cli.pushing import emit_references, push_settings, wired_destinations
+    from shipit.cli.wiring import clients
+    from shipit.config import load_config
+    from shipit.services.push import push_image
 
-        multi = push_for_platforms(
-            selection,
-            platform or config.platform,
-            destinations,
-            lambda: wired.engine(env, timeout=stall_timeout),
-            reporter,
-            settings,
-            platform_only=platform_only,
-            merge=merge,
-            registry_client=wired.registry,
-        )
-        if multi is not None:
-            report_push(multi, selection, reporter, env, dry_run=dry_run)
-            return
-        engine = wired.engine(env, timeout=stall_timeout)
-        pushed = push_image(
-            selection, destinations, engine, reporter, settings, registry_client=wired.registry
-        )
-        write_ci_outputs(
-            env,
-            selection.name,
-            selection.references,
-            pushed,
-            image_id=None if dry_run else engine.require_image(selection.references[0]).id,
-        )
-        if json:
-            reporter.emit_json({"pushed": [p.as_json() for p in pushed], "dry_run": dry_run})
-        else:
-            for p in pushed:
-                reporter.emit(f"{p.reference}@{p.digest}" if p.digest else p.reference)
-
-    run_body(reporter, body)
+    o, reporter, env = run.options, run.reporter, run.env
+    config = load_config(Path.cwd())
+    registries = registry_options(dict(config.registry), o, reporter)
+    selection = select_image_here(o, config, env)
+    wired = clients()
+    destinations = wired_destinations(registries, env)
+    settings = push_settings(**vars(o))
+    multi = push_for_platforms(
+        selection,
+        o.platform or config.platform,
+        destinations,
+        lambda: wired.engine(env, timeout=o.stall_timeout),
+        reporter,
+        settings,
+        platform_only=o.platform_only,
+        merge=o.merge,
+        registry_client=wired.registry,
+    )
+    if multi is not None:
+        report_push(multi, selection, reporter, env, dry_run=o.dry_run)
+        return
+    engine = wired.engine(env, timeout=o.stall_timeout)
+    pushed = push_image(
+        selection, destinations, engine, reporter, settings, registry_client=wired.registry
+    )
+    write_ci_outputs(
+        env,
+        selection.name,
+        selection.references,
+        pushed,
+        image_id=None if o.dry_run else engine.require_image(selection.references[0]).id,
+    )
+    if o.json:
+        reporter.emit_json({"pushed": [p.as_json() for p in pushed], "dry_run": o.dry_run})
+    else:
+        emit_references(reporter, pushed)

@@ -25,8 +25,9 @@ def push_settings(
     dry_run: bool,
     stall_timeout: float,
     push_cache: bool,
+    **_: Any,
 ) -> Any:
-    """The push options as the push service takes them."""
+    """The push options as the push service takes them (other options are ignored)."""
     from shipit.services.push import PushSettings
     from shipit.services.retry import RetryPolicy
 

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
-
-import typer
+from typing import Any
 
 from shipit.cli.app import app
-from shipit.cli.common import (
-    build_options,
-    make_reporter,
-    read_env,
-    registry_options,
-    run_body,
-    write_ci_outputs,
-)
+from shipit.cli.common import Invocation, execute, registry_options, write_ci_outputs
 from shipit.cli.options import (
     AllowOverwriteOpt,
     BuildArgOpt,
@@ -52,6 +43,9 @@ from shipit.cli.options import (
     ScanGateOpt,
     ScanTimeoutOpt,
     SecretOpt,
+    SmokeOpt,
+    SmokePathOpt,
+    SmokeTimeoutOpt,
     SshOpt,
     StallOpt,
     TagOpt,
@@ -99,18 +93,9 @@ def release(
     lifecycle_untagged_days: LifecycleUntaggedOpt = None,
     scan_gate: ScanGateOpt = None,
     scan_timeout: ScanTimeoutOpt = 600.0,
-    smoke: Annotated[
-        bool,
-        typer.Option(
-            "--smoke", help="Run `shipit smoke` after the build; push nothing if it fails."
-        ),
-    ] = False,
-    smoke_path: Annotated[
-        str, typer.Option("--smoke-path", help="Health path for --smoke.")
-    ] = "/health",
-    smoke_timeout: Annotated[
-        float, typer.Option("--smoke-timeout", min=1, help="Seconds --smoke waits.")
-    ] = 60.0,
+    smoke: SmokeOpt = False,
+    smoke_path: SmokePathOpt = "/health",
+    smoke_timeout: SmokeTimeoutOpt = 60.0,
     dry_run: DryRunOpt = False,
     retries: RetriesOpt = 5,
     retry_timeout: RetryTimeOpt = 300.0,
@@ -120,103 +105,44 @@ def release(
     quiet: QuietOpt = False,
 ) -> None:
     """Build, then push: `shipit build` and `shipit push` with the same options."""
-    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
+    execute(release_body, locals())
 
-    def body() -> None:
-        from shipit.cli.pushing import emit_references, push_settings, wired_destinations
-        from shipit.cli.wiring import clients
-        from shipit.config import load_config
-        from shipit.services.build import resolve_build_settings
-        from shipit.services.release import SmokeCheck, release_image
 
-        env = read_env()
-        cwd = Path.cwd()
-        config = load_config(cwd)
-        options = build_options(
-            context=context,
-            file=file,
-            name=name,
-            tag=tag,
-            version=version,
-            latest=latest,
-            build_arg=build_arg,
-            label=label,
-            target=target,
-            platform=platform,
-            pull=pull,
-            no_cache=no_cache,
-            network=network,
-            cache_from=cache_from,
-            secret=secret,
-            ssh=ssh,
-        )
-        settings = resolve_build_settings(options, config, cwd, env)
-        registries = registry_options(
-            dict(config.registry),
-            registry=registry,
-            region=region,
-            profile=profile,
-            registry_id=registry_id,
-            repository=repository,
-            create_repo=create_repo,
-            immutable_tags=immutable_tags,
-            kms_key=kms_key,
-            namespace=namespace,
-            username=username,
-            password_stdin=password_stdin,
-            reporter=reporter,
-            lifecycle_keep=lifecycle_keep,
-            lifecycle_untagged_days=lifecycle_untagged_days,
-            scan_gate=scan_gate,
-            scan_timeout=scan_timeout,
-        )
-        wired = clients()
-        destinations = wired_destinations(registries, env)
-        engine = wired.engine(env, timeout=stall_timeout)
-        pushing = push_settings(
-            retries=retries,
-            retry_timeout=retry_timeout,
-            allow_overwrite=allow_overwrite,
-            dry_run=dry_run,
-            stall_timeout=stall_timeout,
-            push_cache=push_cache,
-        )
-        check = SmokeCheck(path=smoke_path, timeout=smoke_timeout) if smoke else None
-        from shipit.cli.platforms import release_for_platforms
+def release_body(run: Invocation) -> None:
+    """Resolve build and push settings, then build, smoke-test if asked, and push."""
+    from shipit.cli.build import build_settings
+    from shipit.cli.platforms import release_for_platforms
+    from shipit.cli.pushing import emit_references, push_settings, wired_destinations
+    from shipit.cli.wiring import clients
+    from shipit.config import load_config
+    from shipit.services.release import SmokeCheck, release_image
 
-        if release_for_platforms(
-            settings,
-            destinations,
-            engine,
-            reporter,
-            pushing,
+    o, reporter, env = run.options, run.reporter, run.env
+    config = load_config(Path.cwd())
+    settings = build_settings(o, env, config)
+    registries = registry_options(dict(config.registry), o, reporter)
+    wired = clients()
+    destinations = wired_destinations(registries, env)
+    engine = wired.engine(env, timeout=o.stall_timeout)
+    pushing = push_settings(**vars(o))
+    check = SmokeCheck(path=o.smoke_path, timeout=o.smoke_timeout) if o.smoke else None
+    clients_and_smoke: dict[str, Any] = {"registry_client": wired.registry, "smoke": check}
+    if release_for_platforms(
+        settings, destinations, engine, reporter, pushing, env, **clients_and_smoke
+    ):
+        return  # several --platform values: built, pushed, indexes published
+    released = release_image(settings, destinations, engine, reporter, pushing, **clients_and_smoke)
+    if not o.dry_run:
+        write_ci_outputs(
             env,
-            registry_client=wired.registry,
-            smoke=check,
-        ):
-            return  # several --platform values: built, pushed, indexes published
-        released = release_image(
-            settings,
-            destinations,
-            engine,
-            reporter,
-            pushing,
-            registry_client=wired.registry,
-            smoke=check,
+            settings.image.name,
+            settings.image.references,
+            released.pushed,
+            image_id=released.built.image_id if released.built else None,
+            iidfile=o.iidfile,
+            metadata_file=o.metadata_file,
         )
-        if not dry_run:
-            write_ci_outputs(
-                env,
-                settings.image.name,
-                settings.image.references,
-                released.pushed,
-                image_id=released.built.image_id if released.built else None,
-                iidfile=iidfile,
-                metadata_file=metadata_file,
-            )
-        if json:
-            reporter.emit_json(released.as_json(dry_run=dry_run))
-        else:
-            emit_references(reporter, released.pushed)
-
-    run_body(reporter, body)
+    if o.json:
+        reporter.emit_json(released.as_json(dry_run=o.dry_run))
+    else:
+        emit_references(reporter, released.pushed)
