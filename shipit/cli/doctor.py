@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from shipit.cli.app import app
-from shipit.cli.common import make_reporter, read_env, run_body
+from shipit.cli.common import Invocation, execute
 from shipit.cli.options import (
     CacheFromOpt,
     JsonOpt,
@@ -35,59 +35,65 @@ def doctor(
     quiet: QuietOpt = False,
 ) -> None:
     """Check the engine, disk, Docker config, AWS identity and permissions, Docker Hub login."""
-    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
+    execute(doctor_body, locals())
 
-    def body() -> None:
-        from shipit.cli.wiring import clients
-        from shipit.config import load_config
-        from shipit.services import doctor as checks_mod
-        from shipit.services.registries import RegistryOptions, make_ecr_registry, parse_kind
 
-        env = read_env()
-        wired = clients()
-        config = load_config(Path.cwd())
-        wanted = [parse_kind(r) for r in (registry or config.registry.get("registries") or [])]
-        options = RegistryOptions(
-            region=region or config.registry.get("region"),
-            profile=profile or config.registry.get("profile"),
+def doctor_body(run: Invocation) -> None:
+    """Run every check, print them (or the --json report), fail on a required one."""
+    from shipit.services import doctor as checks_mod
+
+    results = run_checks(run.options, run.env)
+    failed = checks_mod.failed_required(results)
+    report = {"ok": not failed, "checks": [c.as_json() for c in results]}
+    if run.options.json and not failed:
+        run.reporter.emit_json(report)
+    elif not run.options.json:
+        for c in results:
+            need = "" if c.required or c.ok is not False else " (optional: not needed here)"
+            run.reporter.emit(f"{checks_mod.mark(c)} {c.name}: {c.detail}{need}")
+            if c.ok is not True and c.hint:
+                run.reporter.emit(f"     fix: {c.hint}")
+    if failed:
+        error = ShipitError(
+            f"{len(failed)} required check(s) failed: " + ", ".join(c.name for c in failed)
         )
-        engine_check, engine = checks_mod.check_engine(lambda: wired.engine(env, timeout=15))
-        results = [
-            engine_check,
-            checks_mod.check_builder(engine, env, config.builder),
-            checks_mod.check_disk(),
-            checks_mod.check_docker_config(env),
-        ]
+        error.exit_code = checks_mod.exit_code_for(failed[0])
+        error.kind = "doctor"
+        error.completed = report  # --json: the checks beside the error
+        raise error
 
-        results += checks_mod.check_aws(
-            lambda: make_ecr_registry(options, env, aws=wired.aws),
-            required="ecr" in wanted,
-            make_iam=lambda: wired.iam(options.profile),
-        )
-        results.append(checks_mod.check_dockerhub(env, required="dockerhub" in wanted))
-        for target in wanted:
-            if not isinstance(target, str):  # a registry host: reachable, and its credentials
-                results += checks_mod.check_registry(target, env)
-        failed = checks_mod.failed_required(results)
-        report = {"ok": not failed, "checks": [c.as_json() for c in results]}
-        if json and not failed:
-            reporter.emit_json(report)
-        elif not json:
-            for c in results:
-                need = "" if c.required or c.ok is not False else " (optional: not needed here)"
-                reporter.emit(f"{checks_mod.mark(c)} {c.name}: {c.detail}{need}")
-                if c.ok is not True and c.hint:
-                    reporter.emit(f"     fix: {c.hint}")
-        if failed:
-            error = ShipitError(
-                f"{len(failed)} required check(s) failed: " + ", ".join(c.name for c in failed)
-            )
-            error.exit_code = checks_mod.exit_code_for(failed[0])
-            error.kind = "doctor"
-            error.completed = report  # --json: the checks beside the error
-            raise error
 
-    run_body(reporter, body)
+def run_checks(o: Any, env: dict[str, str]) -> list[Any]:
+    """The engine, builder, disk, Docker config, AWS, Docker Hub and registry checks."""
+    from shipit.cli.wiring import clients
+    from shipit.config import load_config
+    from shipit.services import doctor as checks_mod
+    from shipit.services.registries import RegistryOptions, make_ecr_registry, parse_kind
+
+    wired = clients()
+    config = load_config(Path.cwd())
+    wanted = [parse_kind(r) for r in (o.registry or config.registry.get("registries") or [])]
+    options = RegistryOptions(
+        region=o.region or config.registry.get("region"),
+        profile=o.profile or config.registry.get("profile"),
+    )
+    engine_check, engine = checks_mod.check_engine(lambda: wired.engine(env, timeout=15))
+    results = [
+        engine_check,
+        checks_mod.check_builder(engine, env, config.builder),
+        checks_mod.check_disk(),
+        checks_mod.check_docker_config(env),
+    ]
+    results += checks_mod.check_aws(
+        lambda: make_ecr_registry(options, env, aws=wired.aws),
+        required="ecr" in wanted,
+        make_iam=lambda: wired.iam(options.profile),
+    )
+    results.append(checks_mod.check_dockerhub(env, required="dockerhub" in wanted))
+    for target in wanted:
+        if not isinstance(target, str):  # a registry host: reachable, and its credentials
+            results += checks_mod.check_registry(target, env)
+    return results
 
 
 @app.command("iam-policy")
@@ -109,32 +115,33 @@ def iam_policy(
     Pass the same --lifecycle-keep, --scan-gate, --kms-key and --cache-from as the push: each
     adds the actions it needs, and only then.
     """
-    reporter = make_reporter(json=json)
+    execute(iam_policy_body, locals())
 
-    def body() -> None:
-        import json as jsonlib
 
-        from shipit.adapters.ecr import push_policy
-        from shipit.config import load_config
-        from shipit.errors import UsageError
+def iam_policy_body(run: Invocation) -> None:
+    """The policy document for the repository and the features the options turn on."""
+    import json as jsonlib
 
-        config = load_config(Path.cwd())
-        name = repository or config.registry.get("repository") or config.name
-        if not name:
-            raise UsageError("no repository: pass --repository NAME")
-        document = push_policy(
-            name,
-            region=region,
-            account=account,
-            lifecycle=lifecycle_keep is not None or lifecycle_untagged_days is not None,
-            scan_gate=scan_gate is not None,
-            kms_key=kms_key or config.registry.get("kms_key"),
-            cache_from=tuple(cache_from or config.cache_from),
-        )
-        if json:
-            actions = sorted({a for s in document["Statement"] for a in s["Action"]})
-            reporter.emit_json({"repository": name, "actions": actions, "policy": document})
-        else:
-            print(jsonlib.dumps(document, indent=2))
+    from shipit.adapters.ecr import push_policy
+    from shipit.config import load_config
+    from shipit.errors import UsageError
 
-    run_body(reporter, body)
+    o = run.options
+    config = load_config(Path.cwd())
+    name = o.repository or config.registry.get("repository") or config.name
+    if not name:
+        raise UsageError("no repository: pass --repository NAME")
+    document = push_policy(
+        name,
+        region=o.region,
+        account=o.account,
+        lifecycle=o.lifecycle_keep is not None or o.lifecycle_untagged_days is not None,
+        scan_gate=o.scan_gate is not None,
+        kms_key=o.kms_key or config.registry.get("kms_key"),
+        cache_from=tuple(o.cache_from or config.cache_from),
+    )
+    if o.json:
+        actions = sorted({a for s in document["Statement"] for a in s["Action"]})
+        run.reporter.emit_json({"repository": name, "actions": actions, "policy": document})
+    else:
+        print(jsonlib.dumps(document, indent=2))

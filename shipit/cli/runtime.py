@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from shipit.cli.app import app
-from shipit.cli.common import connect_engine, make_reporter, run_body, select_reference
+from shipit.cli.common import Invocation, connect_engine, execute, select_reference
 from shipit.cli.options import (
     EnvOpt,
     JsonOpt,
@@ -46,38 +46,32 @@ def smoke(
 
     Exit 7 when it does not become healthy in time (its last log lines are printed).
     """
-    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
+    execute(smoke_body, locals())
 
-    def body() -> None:
-        from shipit.services.build import parse_pairs
-        from shipit.services.smoke import smoke_test
 
-        environment = parse_pairs(env or (), "--env")
-        _, reference = select_reference(name, tag, version, latest)
-        from shipit.cli.platforms import smoke_reference
+def smoke_body(run: Invocation) -> None:
+    """Run the selected image until it is healthy, then report how long that took."""
+    from shipit.cli.platforms import smoke_reference
+    from shipit.services.build import parse_pairs
+    from shipit.services.smoke import smoke_test
 
-        engine = connect_engine()
-        reference = smoke_reference(engine, reference, platform)
-        result = smoke_test(
-            engine,
-            reporter,
-            reference,
-            path=path,
-            port=port,
-            timeout=timeout,
-            env=environment,
-        )
-        if json:
-            reporter.emit_json(result.as_json())
-        else:
-            # One line, after cleanup: the container and its URL are gone by now.
-            shown = path if path.startswith("/") else f"/{path}"
-            reporter.emit(
-                f"healthy {result.image} in {result.seconds_to_healthy:.1f}s "
-                f"({shown} answered {result.http_status}; container and network removed)"
-            )
-
-    run_body(reporter, body)
+    o, reporter = run.options, run.reporter
+    environment = parse_pairs(o.env or (), "--env")
+    _, reference = select_reference(o.name, o.tag, o.version, o.latest)
+    engine = connect_engine()
+    reference = smoke_reference(engine, reference, o.platform)
+    result = smoke_test(
+        engine, reporter, reference, path=o.path, port=o.port, timeout=o.timeout, env=environment
+    )
+    if o.json:
+        reporter.emit_json(result.as_json())
+        return
+    # One line, after cleanup: the container and its URL are gone by now.
+    shown = o.path if o.path.startswith("/") else f"/{o.path}"
+    reporter.emit(
+        f"healthy {result.image} in {result.seconds_to_healthy:.1f}s "
+        f"({shown} answered {result.http_status}; container and network removed)"
+    )
 
 
 @app.command("run")
@@ -124,42 +118,41 @@ def run_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Start the image on a named network with its port published on 127.0.0.1 (`docker run -d -p`)."""
-    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
+    execute(start_body, locals())
 
-    def body() -> None:
-        from shipit.services.build import parse_pairs
-        from shipit.services.run import RunOptions, follow_container, start_container
 
-        environment = parse_pairs(env or (), "--env")
-        image_name, reference = select_reference(name, tag, version, latest)
-        if container_name is not None:
-            validate_docker_name(container_name, "--container-name")
-        net = validate_docker_name(network or f"{image_name.rsplit('/', 1)[-1]}-net", "--network")
-        engine = connect_engine()
-        result = start_container(
-            engine,
-            reporter,
-            RunOptions(
-                image=reference,
-                network=net,
-                container_name=container_name,
-                port=port,
-                publish=publish,
-                env=environment,
-            ),
-        )
-        if json:
-            reporter.emit_json({**result.as_json(), "detached": detach})
-        else:
-            reporter.emit(f"{result.container_name} {result.container_id[:12]} {result.url}")
-        if detach:
-            return
-        show = reporter.info if json else reporter.emit
-        code = follow_container(engine, reporter, result, show)
-        if code:
-            raise ShipitError(f"container {result.container_name} exited with code {code}")
+def start_body(run: Invocation) -> None:
+    """Start the selected image; in the foreground, follow its logs until it stops."""
+    from shipit.services.build import parse_pairs
+    from shipit.services.run import RunOptions, follow_container, start_container
 
-    run_body(reporter, body)
+    o, reporter = run.options, run.reporter
+    environment = parse_pairs(o.env or (), "--env")
+    image_name, reference = select_reference(o.name, o.tag, o.version, o.latest)
+    if o.container_name is not None:
+        validate_docker_name(o.container_name, "--container-name")
+    default_network = f"{image_name.rsplit('/', 1)[-1]}-net"
+    net = validate_docker_name(o.network or default_network, "--network")
+    engine = connect_engine()
+    spec = RunOptions(
+        image=reference,
+        network=net,
+        container_name=o.container_name,
+        port=o.port,
+        publish=o.publish,
+        env=environment,
+    )
+    result = start_container(engine, reporter, spec)
+    if o.json:
+        reporter.emit_json({**result.as_json(), "detached": o.detach})
+    else:
+        reporter.emit(f"{result.container_name} {result.container_id[:12]} {result.url}")
+    if o.detach:
+        return
+    show = reporter.info if o.json else reporter.emit
+    code = follow_container(engine, reporter, result, show)
+    if code:
+        raise ShipitError(f"container {result.container_name} exited with code {code}")
 
 
 def validate_docker_name(value: str, option: str) -> str:
@@ -194,33 +187,33 @@ def inspect_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Show an image's size, layers (and the instruction behind each), user, ports, healthcheck, labels."""
-    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
+    execute(inspect_body, locals())
 
-    def body() -> None:
-        from shipit.services.inspect import Comparison, inspect_image, show_reports
 
-        reference = image or select_reference(None, None, None, None)[1]
-        if remote:
-            from shipit.cli.common import read_env
-            from shipit.cli.platforms import show_remote
+def inspect_body(run: Invocation) -> None:
+    """Show one image, or two side by side; --remote reads the registry instead."""
+    from shipit.services.inspect import Comparison, inspect_image, show_reports
 
-            show_remote(reference, reporter, read_env())
-            return
-        engine = connect_engine()
-        report = inspect_image(engine, reference)
-        if compare is None:
-            if json:
-                reporter.emit_json(report.as_json())
-            else:
-                show_reports(reporter, [report], None)
-            return
-        comparison = Comparison(report, inspect_image(engine, compare))
-        if json:
-            reporter.emit_json(comparison.as_json())
+    o, reporter = run.options, run.reporter
+    reference = o.image or select_reference(None, None, None, None)[1]
+    if o.remote:
+        from shipit.cli.platforms import show_remote
+
+        show_remote(reference, reporter, run.env)
+        return
+    engine = connect_engine()
+    report = inspect_image(engine, reference)
+    if o.compare is None:
+        if o.json:
+            reporter.emit_json(report.as_json())
         else:
-            show_reports(reporter, [report, comparison.other], comparison)
-
-    run_body(reporter, body)
+            show_reports(reporter, [report], None)
+        return
+    comparison = Comparison(report, inspect_image(engine, o.compare))
+    if o.json:
+        reporter.emit_json(comparison.as_json())
+    else:
+        show_reports(reporter, [report, comparison.other], comparison)
 
 
 @app.command()
@@ -246,39 +239,40 @@ def prune(
     """Remove only what shipit made: its stopped containers, unused networks, old builds' tags
     beyond --keep, and their dangling images. Prints the plan; acts only with --yes.
     """
-    reporter = make_reporter(json=json, verbose=verbose, quiet=quiet)
+    execute(prune_body, locals())
 
-    def body() -> None:
-        from shipit.services.prune import apply_prune, describe_plan, plan_prune
 
-        image_name = select_reference(name, None, None, None)[0]
-        engine = connect_engine()
-        plan = plan_prune(engine, name=image_name, keep=keep, include_running=all_)
-        for line in describe_plan(plan):
-            reporter.emit(line)
-        for what, reason in plan.left:
-            reporter.info(f"leaving {what}: {reason}")
-        for kept in plan.kept_builds:
-            reporter.detail(f"keeping {', '.join(kept.repo_tags)} ({kept.id[7:19]})")
-        outcome = None
-        if not yes:
-            if not plan.empty:
-                reporter.info("nothing removed: run again with --yes to remove the above")
-        else:
-            outcome = apply_prune(engine, reporter, plan)
-            reporter.success(
-                f"removed {len(outcome.removed)} item(s)"
-                + (f", {len(outcome.skipped)} kept by the engine" if outcome.skipped else "")
-            )
-        if json:
-            reporter.emit_json(
-                {
-                    "name": image_name,
-                    "dry_run": not yes,
-                    "plan": plan.as_json(),
-                    "removed": list(outcome.removed) if outcome else [],
-                    "skipped": outcome.as_json()["skipped"] if outcome else [],
-                }
-            )
+def prune_body(run: Invocation) -> None:
+    """Plan what to remove, print the plan, and remove it with --yes."""
+    from shipit.services.prune import apply_prune, describe_plan, plan_prune
 
-    run_body(reporter, body)
+    o, reporter = run.options, run.reporter
+    image_name = select_reference(o.name, None, None, None)[0]
+    engine = connect_engine()
+    plan = plan_prune(engine, name=image_name, keep=o.keep, include_running=o.all_)
+    for line in describe_plan(plan):
+        reporter.emit(line)
+    for what, reason in plan.left:
+        reporter.info(f"leaving {what}: {reason}")
+    for kept in plan.kept_builds:
+        reporter.detail(f"keeping {', '.join(kept.repo_tags)} ({kept.id[7:19]})")
+    outcome = None
+    if not o.yes:
+        if not plan.empty:
+            reporter.info("nothing removed: run again with --yes to remove the above")
+    else:
+        outcome = apply_prune(engine, reporter, plan)
+        reporter.success(
+            f"removed {len(outcome.removed)} item(s)"
+            + (f", {len(outcome.skipped)} kept by the engine" if outcome.skipped else "")
+        )
+    if o.json:
+        reporter.emit_json(
+            {
+                "name": image_name,
+                "dry_run": not o.yes,
+                "plan": plan.as_json(),
+                "removed": list(outcome.removed) if outcome else [],
+                "skipped": outcome.as_json()["skipped"] if outcome else [],
+            }
+        )
