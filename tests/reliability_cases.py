@@ -8,9 +8,12 @@ when the two differ.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from shipit.adapters.classify import RULES
 from shipit.errors import ExitCode
@@ -530,5 +533,57 @@ def render() -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- load and kill -9 figures
+
+FIGURES_HEADING = "## Under load and under kill -9"
+FIGURE_CASES = {
+    "concurrent-push-faults": "8 concurrent `shipit push` runs of different tags through a "
+    "proxy failing a tenth of the requests at random",
+    "kill9-before-manifest": "`kill -9` of shipit with the blobs sent and the manifest not yet",
+    "kill9-before-extra-tags": "`kill -9` of shipit between the first tag and the extra tags",
+}
+
+
+def render_figures(figures: Mapping[str, Mapping[str, Any]]) -> str:
+    """The figures `tests/test_integration_load.py` wrote (one JSON object per case)."""
+    lines = [
+        FIGURES_HEADING,
+        "",
+        "Written by `tests/test_integration_load.py` (`$SHIPIT_FIGURES_DIR`, default `tests/out/`)",
+        "and rendered here by `python -m tests.reliability_cases --figures tests/out`. Every tag",
+        "left in the registry is checked with skopeo and by fetching its manifest and every blob.",
+        "",
+        "| Case | Runs | Faults injected | Tags landed | Half-pushed | Lost | Run at |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for case, what in FIGURE_CASES.items():
+        got = figures.get(case)
+        if got is None:
+            raise ValueError(f"no figures for {case}: run tests/test_integration_load.py first")
+        faults = got.get(
+            "faults_injected", f"kill -9 after {got.get('blob_uploads_before_kill')} blob uploads"
+        )
+        landed = got.get("tags_landed", got.get("tags_landed_by_next_run"))
+        partial = got.get("tags_partial", got.get("tags_half_pushed"))
+        lines.append(
+            f"| {what} | {got['runs']} | {faults} | {landed} | {partial} | {got['tags_lost']} |"
+            f" {got['generated_at']} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def read_figures(directory: Path) -> dict[str, dict[str, Any]]:
+    return {
+        path.stem: json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(directory.glob("*.json"))
+    }
+
+
 if __name__ == "__main__":
-    print(render(), end="")
+    import sys
+
+    text = render()
+    if sys.argv[1:2] == ["--figures"]:
+        text += "\n" + render_figures(read_figures(Path(sys.argv[2])))
+    print(text, end="")

@@ -31,10 +31,13 @@ from tests.reliability_cases import (
     CASES,
     CASES_BY_ID,
     FACTS,
+    FIGURE_CASES,
+    FIGURES_HEADING,
     PUSH_CASES,
     PUSH_TEST,
     Case,
     render,
+    render_figures,
 )
 from tests.support import missing_binaries
 from tests.support.faultproxy import FaultPlan, FaultProxy, fault_proxy, stall
@@ -63,10 +66,50 @@ WRONG_PASSWORD = f"Wr0ng-{uuid.uuid4().hex}"
 def test_docs_reliability_md_matches_the_case_table() -> None:
     doc = REPO_ROOT / "docs" / "reliability.md"
     assert doc.is_file(), "run: python -m tests.reliability_cases > docs/reliability.md"
-    assert doc.read_text(encoding="utf-8") == render(), (
-        "docs/reliability.md is out of date: python -m tests.reliability_cases > "
-        "docs/reliability.md"
+    text = doc.read_text(encoding="utf-8")
+    static, _, figures = text.partition("\n" + FIGURES_HEADING)
+    assert static == render(), (
+        "docs/reliability.md is out of date: python -m tests.reliability_cases --figures "
+        "tests/out > docs/reliability.md"
     )
+    # The load and kill -9 figures: one row per case, nothing lost or half-pushed.
+    rows = [
+        line.split(" | ")
+        for line in figures.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ]
+    assert len(rows) == 1 + len(FIGURE_CASES), figures
+    for row in rows[1:]:
+        assert (row[4], row[5]) == ("0", "0"), row
+
+
+def test_figures_render_one_row_per_case() -> None:
+    base = {"runs": 2, "tags_lost": 0, "generated_at": "2026-01-01T00:00:00Z"}
+    figures = {
+        "concurrent-push-faults": {
+            **base,
+            "faults_injected": 7,
+            "tags_landed": 16,
+            "tags_partial": 0,
+        },
+        "kill9-before-manifest": {
+            **base,
+            "blob_uploads_before_kill": 2,
+            "tags_landed_by_next_run": 3,
+            "tags_half_pushed": 0,
+        },
+        "kill9-before-extra-tags": {
+            **base,
+            "blob_uploads_before_kill": 2,
+            "tags_landed_by_next_run": 3,
+            "tags_half_pushed": 1,
+        },
+    }
+    text = render_figures(figures)
+    assert "| 7 | 16 | 0 | 0 |" in text
+    assert "kill -9 after 2 blob uploads | 3 | 1 | 0 |" in text
+    with pytest.raises(ValueError, match="kill9-before-manifest"):
+        render_figures({"concurrent-push-faults": figures["concurrent-push-faults"]})
 
 
 def test_every_case_has_a_test_and_a_unique_id() -> None:
