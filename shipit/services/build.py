@@ -19,6 +19,7 @@ from shipit.output.reporter import Reporter
 from shipit.reference import normalise_name, validate_name
 from shipit.services.builders import SessionPlan, context_transport
 from shipit.services.tags import compute_tags
+from shipit.settings import context_dir, dockerfile_path
 
 SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW(OR)?D|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
 MANAGED_LABEL = "io.shipit.image"
@@ -141,15 +142,6 @@ def parse_build_args(values: Sequence[str], env: Mapping[str, str]) -> dict[str,
         if key in env:
             pairs[key] = env[key]
     return pairs
-
-
-def resolve_context(options_context: str | None, config: FileConfig, cwd: Path) -> Path:
-    """Option (or SHIPIT_CONTEXT, via the CLI) > config > '.'."""
-    if options_context:
-        return (cwd / options_context).resolve()
-    if config.context is not None:
-        return config.context.resolve()
-    return cwd.resolve()
 
 
 def select_image(
@@ -289,13 +281,17 @@ def resolve_build_settings(
     extra_tags: Sequence[str] = (),
     now: datetime | None = None,
 ) -> BuildSettings:
-    """Validate every input before the engine is contacted."""
-    context = resolve_context(options.context, config, cwd)
+    """Validate every input before the engine is contacted.
+
+    Where each value comes from (option, SHIPIT_* variable, config file, default) is
+    shipit.settings' rule; `env` is the environment the command read once.
+    """
+    context = context_dir(options.context, config, cwd)
     if not context.is_dir():
         raise UsageError(
             f"build context '{options.context or context}' does not exist or is not a directory"
         )
-    dockerfile = _resolve_dockerfile(options, config, cwd, context)
+    dockerfile = dockerfile_path(options.dockerfile, config, cwd, context)
     cli_args = parse_build_args(options.build_args, env)
     user_labels = parse_pairs(options.labels, "--label")
     image = select_image(options.image, config, context, extra_tags=extra_tags, env=env)
@@ -340,23 +336,6 @@ def resolve_build_settings(
         session=session,
         context_transport=context_transport(env),
     )
-
-
-def _resolve_dockerfile(
-    options: BuildOptions, config: FileConfig, cwd: Path, context: Path
-) -> Path:
-    """-f/--file (relative to the working directory) > config > CONTEXT/Dockerfile."""
-    if options.dockerfile:
-        dockerfile = (cwd / options.dockerfile).resolve()
-    elif config.dockerfile is not None:
-        dockerfile = config.dockerfile.resolve()
-    else:
-        dockerfile = context / "Dockerfile"
-    if not dockerfile.is_file():
-        raise UsageError(
-            f"Dockerfile '{dockerfile}' not found: pass -f/--file or add one to the context"
-        )
-    return dockerfile
 
 
 def _arg_warnings(given: Sequence[str], dockerfile_text: str) -> tuple[str, ...]:
