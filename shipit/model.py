@@ -140,3 +140,89 @@ class ContainerSpec:
     host_ip: str = "127.0.0.1"
     environment: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One history entry: the instruction that made it and the bytes it added."""
+
+    size: int
+    instruction: str
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    """What `shipit inspect` shows about one image; `as_json()` is its JSON form."""
+
+    reference: str
+    id: str
+    size: int
+    created: str
+    user: str
+    exposed_ports: tuple[str, ...]
+    healthcheck: str | None
+    labels: Mapping[str, str]
+    # In build order: the base image's layers first, the last instruction last.
+    layers: tuple[Layer, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "image": self.reference,
+            "id": self.id,
+            "size_bytes": self.size,
+            "size_mb": round(self.size / 1e6, 1),
+            "created": self.created,
+            "user": self.user or None,
+            "exposed_ports": list(self.exposed_ports),
+            "healthcheck": self.healthcheck,
+            "labels": dict(self.labels),
+            "layers": [{"size_bytes": x.size, "instruction": x.instruction} for x in self.layers],
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two images side by side; the difference is `image` minus `other`."""
+
+    image: ImageReport
+    other: ImageReport
+
+    @property
+    def difference_bytes(self) -> int:
+        return self.image.size - self.other.size
+
+    @property
+    def difference_mb(self) -> float:
+        return round(self.difference_bytes / 1e6, 2)
+
+    @property
+    def percent(self) -> float | None:
+        """How much bigger (+) or smaller (-) `image` is than `other`, in percent."""
+        if not self.other.size:
+            return None
+        return round(100.0 * self.difference_bytes / self.other.size, 2)
+
+    def summary(self) -> str:
+        a, b = self.image, self.other
+        if self.difference_bytes == 0:
+            return f"{a.reference} and {b.reference} are the same size ({megabytes(a.size)})"
+        word = "smaller" if self.difference_bytes < 0 else "larger"
+        pct = f", {abs(self.percent):.1f}% {word}" if self.percent is not None else ""
+        return (
+            f"{a.reference} is {abs(self.difference_mb):.2f} MB {word} than {b.reference} "
+            f"({megabytes(a.size)} vs {megabytes(b.size)}{pct})"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "image": self.image.as_json(),
+            "compare": self.other.as_json(),
+            "difference_bytes": self.difference_bytes,
+            "difference_mb": self.difference_mb,
+            "difference_percent": self.percent,
+        }
+
+
+def megabytes(size: int) -> str:
+    """A size in bytes as shipit prints it: "12.3 MB"."""
+    return f"{size / 1e6:.1f} MB"

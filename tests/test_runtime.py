@@ -14,20 +14,12 @@ from shipit.adapters.engine.client import Engine
 from shipit.cli import app
 from shipit.cli.wiring import Clients
 from shipit.errors import EngineUnavailableError, UsageError
+from shipit.model import Comparison, ImageReport, Layer
+from shipit.output.inspect import format_comparison, format_report, render_tables
 from shipit.output.reporter import OutputMode, Reporter
 from shipit.services import smoke as smoke_module
 from shipit.services.containers import repository_of
-from shipit.services.inspect import (
-    Comparison,
-    ImageReport,
-    Layer,
-    clean_instruction,
-    format_comparison,
-    format_healthcheck,
-    format_report,
-    inspect_image,
-    render_tables,
-)
+from shipit.services.inspect import clean_instruction, format_healthcheck, inspect_image
 from shipit.services.prune import apply_prune, plan_prune
 from shipit.services.run import RunOptions, follow_container, start_container
 from shipit.services.smoke import SmokeTestFailed, smoke_test

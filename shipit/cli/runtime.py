@@ -192,7 +192,9 @@ def inspect_command(
 
 def inspect_body(run: Invocation) -> None:
     """Show one image, or two side by side; --remote reads the registry instead."""
-    from shipit.services.inspect import Comparison, inspect_image, show_reports
+    from shipit.model import Comparison
+    from shipit.output.inspect import show_reports
+    from shipit.services.inspect import inspect_image
 
     o, reporter = run.options, run.reporter
     reference = o.image or select_reference(None, None, None, None)[1]

@@ -12,11 +12,11 @@ from shipit.model import (
     ContainerSummary,
     ImageSummary,
     NetworkInfo,
+    megabytes,
 )
 from shipit.output.reporter import Reporter
 from shipit.services.build import CACHE_TAG, MANAGED_LABEL
 from shipit.services.containers import BUILTIN_NETWORKS, MANAGED_FLAG, MANAGED_SELECTOR
-from shipit.services.inspect import _mb
 
 
 @dataclass(frozen=True)
@@ -137,10 +137,10 @@ def describe_plan(plan: PrunePlan) -> list[str]:
         *(f"container  {c.name} ({c.state}, {c.image})" for c in plan.containers),
         *(f"network    {n.name}" for n in plan.networks),
         *(
-            f"image      {', '.join(i.repo_tags)} ({i.id[7:19]}, {_mb(i.size)})"
+            f"image      {', '.join(i.repo_tags)} ({i.id[7:19]}, {megabytes(i.size)})"
             for i in plan.old_builds
         ),
-        *(f"dangling   {i.id[7:19]} ({_mb(i.size)})" for i in plan.dangling),
+        *(f"dangling   {i.id[7:19]} ({megabytes(i.size)})" for i in plan.dangling),
     ]
     if not lines:
         lines.append(f"nothing to remove (keeping the newest {plan.keep} builds of {plan.name})")
