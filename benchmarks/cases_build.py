@@ -68,6 +68,13 @@ def build_imports(b: Bench, command: Sequence[str], cwd: Path) -> tuple[list[str
     return [m for m in dict.fromkeys(modules) if not m.endswith("__main__")], run.output
 
 
+def heaviest(importtime: str, top: int = 6) -> str:
+    """The build's slowest top-level imports by cumulative time, e.g. ``grpc 61 ms``."""
+    rows = [row for row in proc.parse_importtime(importtime) if row[2] == 0]
+    rows.sort(key=lambda row: row[1], reverse=True)
+    return ", ".join(f"{module} {cumul / 1000:.0f} ms" for _s, cumul, _d, module in rows[:top])
+
+
 def floor_command(modules: Sequence[str]) -> list[str]:
     """An interpreter importing ``modules`` in the order a build did, and nothing else."""
     code = (
@@ -128,6 +135,7 @@ class BuildRun:
     spec: BuildSpec
     samples: dict[str, list[float]]
     modules: list[str]
+    heaviest: str
     builder: str
     emulation: str
 
@@ -169,7 +177,7 @@ def _measure(b: Bench, spec: BuildSpec) -> BuildRun:
             legacy_env = b.env(DOCKER_BUILDKIT="0")
             sides["legacy"] = _side(b, spec, "legacy", spec.shipit_cmd(), legacy_env, *shipit_tags)
         samples = b.measure(sides, runs=spec.runs or b.cheap_runs, warmup=spec.warmup)
-    return BuildRun(b, spec, samples, modules, builder_of(output), emulation)
+    return BuildRun(b, spec, samples, modules, heaviest(output), builder_of(output), emulation)
 
 
 def _verdicts(ratio: float, targets: Sequence[tuple[str, Target]]) -> str:
@@ -193,7 +201,7 @@ def _result(run: BuildRun) -> list[CaseResult]:
         f"{len(run.modules)} top-level modules a shipit build imports (read off `python -X "
         f"importtime` of the same build), nothing else: median {floor:.3f} s = "
         f"{floor / docker:.2f}x docker build; shipit's build is {shipit - floor:+.3f} s over "
-        "its floor.",
+        f"its floor. Slowest of those imports (cumulative, one untimed run): {run.heaviest}.",
         f"shipit built with {run.builder} (its default here); QEMU emulation: {run.emulation}.",
     ]
     result = comparison(spec.key, spec.title, a, peer, spec.targets[-1][1], notes=notes)

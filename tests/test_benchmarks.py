@@ -673,3 +673,18 @@ def test_terminal_notes_of_the_progress_case() -> None:
     notes = _terminal_notes(runs)
     assert "(10 escape sequences)" in notes[1] and "--quiet wrote 0.1 KiB" in notes[1]
     assert "live median 0.40 s, --quiet 0.30 s" in notes[2] and "+0.10 CPU-s" in notes[2]
+
+
+def test_heaviest_imports_of_a_build() -> None:
+    from benchmarks.cases_build import heaviest
+
+    stderr = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:      2000 |       2000 |   grpc._cython",
+            "import time:      1000 |      61000 | grpc",
+            "import time:       500 |       9000 | shipit.cli",
+            "import time:       100 |        100 | json",
+        ]
+    )
+    assert heaviest(stderr, top=2) == "grpc 61 ms, shipit.cli 9 ms"
