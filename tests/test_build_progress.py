@@ -13,10 +13,10 @@ from shipit.adapters.engine.buildkit.trace import (
     BuildWarning,
     TraceEvent,
     iter_trace,
-    strip_ansi,
 )
 from shipit.output.build_progress import LiveBuildView, PlainBuildView, build_progress
 from shipit.output.reporter import OutputMode, Reporter
+from shipit.text import plain_text
 
 FIXTURES = Path(__file__).parent / "buildkit" / "fixtures" / "trace"
 
@@ -102,7 +102,7 @@ def test_live_view_prints_each_finished_dockerfile_step_once() -> None:
     with build_progress(reporter, "Building app:1") as view:
         for event in events("multistage"):
             view(event)
-    screen = strip_ansi(out.getvalue().replace("\r", "\n"))
+    screen = plain_text(out.getvalue().replace("\r", "\n"))
     printed = [line for line in screen.splitlines() if " DONE " in line]
     names = [line for line in printed if "[stage-2 4/4] RUN cat /out.txt /assets.txt" in line]
     assert len(names) == 1
@@ -120,7 +120,7 @@ def test_legacy_live_view_shows_a_hostile_step_literally() -> None:
     with LiveView(reporter, "Building app:1") as view:
         view(BuildStep("Step 2/2 : RUN echo [/dim] and [bold]x"))
         view(BuildOutput("\x1b[91m[/dim] red\x1b[0m"))
-    screen = strip_ansi(out.getvalue())
+    screen = plain_text(out.getvalue())
     assert "Step 2/2 : RUN echo [/dim] and [bold]x" in screen
 
 

@@ -34,8 +34,15 @@ LAYERS: list[tuple[str, ...]] = [
     ("shipit.__main__", "shipit.cli"),
     ("shipit.services",),
     ("shipit.output",),
-    ("shipit.adapters", "shipit.context", "shipit.config", "shipit.settings", "shipit.image_index"),
-    ("shipit.model", "shipit.errors", "shipit.reference", "shipit.platforms", "shipit"),
+    ("shipit.adapters", "shipit.context", "shipit.config", "shipit.settings"),
+    (
+        "shipit.model",
+        "shipit.errors",
+        "shipit.reference",
+        "shipit.platforms",
+        "shipit.text",
+        "shipit",
+    ),
 ]
 
 

@@ -21,9 +21,9 @@ from shipit.adapters.engine.buildkit.trace import (
     TraceEvent,
     is_internal,
     plain_lines,
-    strip_ansi,
 )
 from shipit.output.reporter import Reporter
+from shipit.text import plain_text
 
 REDRAW_SECONDS = 0.25
 LOG_LINES = 6
@@ -134,7 +134,7 @@ class LiveBuildView(BuildView):
         else:
             mark, style = "DONE", "green"
         line = Text(f"#{event.index} ", style="dim")
-        line.append(strip_ansi(event.name)[:200])
+        line.append(plain_text(event.name)[:200])
         line.append(f" {mark}", style=style)
         if mark == "DONE" and event.seconds is not None:
             line.append(f" {event.seconds:.1f}s", style="dim")
@@ -144,7 +144,7 @@ class LiveBuildView(BuildView):
         from rich.text import Text
 
         if isinstance(event, StepStarted):
-            self.running[event.index] = (strip_ansi(event.name), time.monotonic())
+            self.running[event.index] = (plain_text(event.name), time.monotonic())
         elif isinstance(event, StepLog):
             self.lines.append((event.index, event.text))
         elif isinstance(event, StepFinished):

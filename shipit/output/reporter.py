@@ -8,7 +8,6 @@ prints plain (timestamped in CI) lines; under GitHub Actions it adds ::group:: m
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -18,27 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from shipit.adapters.engine.buildkit.trace import strip_ansi
 from shipit.errors import ShipitError
 from shipit.model import BuildOutput, BuildStep, Event, PushProgress, PushStatus
-
-# Terminal escapes (CSI, OSC, other ESC sequences) and control characters other than tab/newline.
-_ESCAPES = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
-    r"|\x1b[@-Z\\-_]"
-    r"|\x1b"
-    r"|[\x00-\x08\x0b-\x1f\x7f]"
-)
-
-
-def plain_text(text: str) -> str:
-    """Untrusted text (engine, registry, container or file-name text) made safe to print.
-
-    Terminal escapes and control characters are removed, so a plain log carries no `^[[91m`
-    and a live view cannot be moved or recoloured by what it shows.
-    """
-    return _ESCAPES.sub("", text)
+from shipit.text import plain_text
 
 
 def literal(text: str, style: str | None = None) -> Any:
@@ -247,11 +228,11 @@ class PlainView(ProgressView):
     def __call__(self, event: Event) -> None:
         r = self.reporter
         if isinstance(event, BuildStep):
-            r.info(strip_ansi(event.text))
+            r.info(plain_text(event.text))
         elif isinstance(event, BuildOutput):
             if r.mode.verbose or r.mode.ci:
                 # Build output carries terminal escapes (colours, titles): not in a log.
-                r.info(f"  {strip_ansi(event.text)}")
+                r.info(f"  {plain_text(event.text)}")
         elif isinstance(event, PushProgress):
             if any(event.status.startswith(m) for m in self._LAYER_MILESTONES):
                 r.info(f"  {event.layer}: {event.status}")
@@ -381,11 +362,11 @@ class LiveView(ProgressView):
     def _show(self, event: Event, registry: str) -> None:
         if isinstance(event, BuildStep):
             # A step's text is the user's Dockerfile line: shown as Text, never read as markup.
-            self.step = strip_ansi(event.text)
+            self.step = plain_text(event.text)
             self.lines.clear()
             self.print_above(self.step, style="dim")
         elif isinstance(event, BuildOutput):
-            self.lines.append(strip_ansi(event.text))
+            self.lines.append(plain_text(event.text))
         elif isinstance(event, PushProgress):
             layers = self.registries.setdefault(registry, {})
             state = layers.get(event.layer)

@@ -30,9 +30,9 @@ from shipit.adapters.engine.buildkit.trace import (
     iter_trace,
     plain_lines,
     read_trace_stream,
-    strip_ansi,
 )
 from shipit.errors import BuildError, DockerfileError, ExitCode
+from shipit.text import plain_text
 
 FIXTURES = Path(__file__).parent / "fixtures" / "trace"
 
@@ -374,9 +374,9 @@ def test_the_engine_2010_sends_no_warning_for_an_unused_build_arg() -> None:
 # ---------------------------------------------------------------- text helpers
 
 
-def test_strip_ansi_removes_escapes_and_controls_but_keeps_brackets() -> None:
-    assert strip_ansi("\x1b[91mred\x1b[0m [bold]x\x07\ttab") == "red [bold]x\ttab"
-    assert strip_ansi("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\") == "link"
+def test_plain_text_removes_escapes_and_controls_but_keeps_brackets() -> None:
+    assert plain_text("\x1b[91mred\x1b[0m [bold]x\x07\ttab") == "red [bold]x\ttab"
+    assert plain_text("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\") == "link"
 
 
 @pytest.mark.parametrize(

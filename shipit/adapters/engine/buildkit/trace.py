@@ -19,6 +19,7 @@ from typing import Any
 
 from shipit.adapters.engine.buildkit.wire import WireError, decode_timestamp, iter_fields, signed64
 from shipit.errors import BuildError, DockerfileError
+from shipit.text import plain_text
 
 TRACE_ID = "moby.buildkit.trace"
 IMAGE_ID = "moby.image.id"
@@ -27,8 +28,6 @@ TAIL_LINES = 12
 CACHE_IMPORT = "importing cache manifest from "
 # A vertex error of a failing RUN ends with it: "...: exit code: 3" (BuildKit 0.8 through 0.13).
 _EXIT_CODE_RE = re.compile(r"exit code: (\d+)\s*$")
-_ANSI_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class TraceError(ValueError):
@@ -239,11 +238,6 @@ def decode_trace_chunk(chunk: Mapping[str, Any]) -> StatusResponse | None:
 
 
 # ---------------------------------------------------------------- text helpers
-
-
-def strip_ansi(text: str) -> str:
-    """Text without terminal escape sequences or control characters (tabs are kept)."""
-    return _CONTROL_RE.sub("", _ANSI_RE.sub("", text))
 
 
 def is_internal(name: str) -> bool:
@@ -508,7 +502,7 @@ class BuildTrace:
     def _line(self, step: Step, raw: bytes, stream: int, when: float | None) -> list[TraceEvent]:
         # A carriage return redraws the line on a terminal: keep what would stay visible.
         visible = raw.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1]
-        text = strip_ansi(visible).rstrip()
+        text = plain_text(visible).rstrip()
         if not text:
             return []
         step.tail.append(text)
@@ -524,7 +518,7 @@ class BuildTrace:
 def plain_lines(event: TraceEvent) -> list[str]:
     """The lines docker's plain progress prints for an event (escape-free text)."""
     if isinstance(event, StepStarted):
-        return [f"#{event.index} {strip_ansi(event.name)}"]
+        return [f"#{event.index} {plain_text(event.name)}"]
     if isinstance(event, StepLog):
         when = f" {event.offset:.3f}" if event.offset is not None else ""
         return [f"#{event.index}{when} {event.text}"]
@@ -532,7 +526,7 @@ def plain_lines(event: TraceEvent) -> list[str]:
         if event.canceled:
             return [f"#{event.index} CANCELED"]
         if event.error:
-            return [f"#{event.index} ERROR: {strip_ansi(event.error)}"]
+            return [f"#{event.index} ERROR: {plain_text(event.error)}"]
         if event.cached:
             return [f"#{event.index} CACHED"]
         took = f" {event.seconds:.1f}s" if event.seconds is not None else ""
@@ -541,9 +535,9 @@ def plain_lines(event: TraceEvent) -> list[str]:
         if not event.done:
             return []
         size = f" {event.current}/{event.total} bytes" if event.total else ""
-        return [f"#{event.index} {strip_ansi(event.id)}{size} done"]
-    where = f" ({strip_ansi(event.step)})" if event.step else ""
-    return [f"warning: {strip_ansi(event.text)}{where}"]
+        return [f"#{event.index} {plain_text(event.id)}{size} done"]
+    where = f" ({plain_text(event.step)})" if event.step else ""
+    return [f"warning: {plain_text(event.text)}{where}"]
 
 
 def iter_trace(chunks: Iterator[Mapping[str, Any]], trace: BuildTrace) -> Iterator[TraceEvent]:
@@ -618,7 +612,7 @@ def _unwrap(message: str) -> str:
 
 def build_failure(message: str, trace: BuildTrace) -> BuildError | DockerfileError:
     """The BuildError for a failed BuildKit build: what failed, its output, what to do."""
-    message = strip_ansi(_unwrap(message))
+    message = plain_text(_unwrap(message))
     lowered = message.lower()
     if "unknown instruction: ././@" in lowered:
         # The engine took the upload for a Dockerfile: its first tar header was an extension.
@@ -635,7 +629,7 @@ def build_failure(message: str, trace: BuildTrace) -> BuildError | DockerfileErr
     step = trace.failed
     if step is None:
         return BuildError(f"build failed: {message}")
-    name = strip_ansi(step.name)
+    name = plain_text(step.name)
     if len(name) > _STEP_SHOWN:
         name = name[: _STEP_SHOWN - 3] + "..."
     details = list(step.tail)
