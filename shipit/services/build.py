@@ -281,11 +281,8 @@ def resolve_build_settings(
     extra_tags: Sequence[str] = (),
     now: datetime | None = None,
 ) -> BuildSettings:
-    """Validate every input before the engine is contacted.
-
-    Where each value comes from (option, SHIPIT_* variable, config file, default) is
-    shipit.settings' rule; `env` is the environment the command read once.
-    """
+    """Validate every input before the engine is contacted (where each value comes from:
+    shipit.settings; `env` is the environment the command read once)."""
     context = context_dir(options.context, config, cwd)
     if not context.is_dir():
         raise UsageError(
@@ -296,15 +293,7 @@ def resolve_build_settings(
     user_labels = parse_pairs(options.labels, "--label")
     image = select_image(options.image, config, context, extra_tags=extra_tags, env=env)
 
-    build_args = {**config.build_args, **cli_args}
-    declared = _declared_args(dockerfile)
-    revision = image.git.sha if image.git else None
-    if APP_VERSION_ARG in declared and APP_VERSION_ARG not in build_args:
-        build_args[APP_VERSION_ARG] = image.version or (
-            f"sha-{revision[:7]}" if revision else "dev"
-        )
-    if APP_REVISION_ARG in declared and APP_REVISION_ARG not in build_args and revision:
-        build_args[APP_REVISION_ARG] = revision
+    build_args = _with_app_args({**config.build_args, **cli_args}, dockerfile, image)
 
     labels = {
         **project_labels(context),
@@ -336,6 +325,22 @@ def resolve_build_settings(
         session=session,
         context_transport=context_transport(env),
     )
+
+
+def _with_app_args(
+    build_args: dict[str, str], dockerfile: Path, image: ImageSelection
+) -> dict[str, str]:
+    """APP_VERSION and APP_REVISION filled in when the Dockerfile declares them and no
+    --build-arg or config gave them."""
+    declared = _declared_args(dockerfile)
+    revision = image.git.sha if image.git else None
+    if APP_VERSION_ARG in declared and APP_VERSION_ARG not in build_args:
+        build_args[APP_VERSION_ARG] = image.version or (
+            f"sha-{revision[:7]}" if revision else "dev"
+        )
+    if APP_REVISION_ARG in declared and APP_REVISION_ARG not in build_args and revision:
+        build_args[APP_REVISION_ARG] = revision
+    return build_args
 
 
 def _arg_warnings(given: Sequence[str], dockerfile_text: str) -> tuple[str, ...]:

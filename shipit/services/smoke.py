@@ -100,28 +100,19 @@ def smoke_test(
     probe = probe or probe_http
     path = path if path.startswith("/") else f"/{path}"
     image = engine.require_image(image_ref)
-    target_port = container_port(image, port)
     healthcheck = has_healthcheck(image)
-    name = _unique("shipit-smoke")
-    labels = _labels(repository_of(image_ref))
+    spec = _smoke_spec(image, image_ref, container_port(image, port), env)
+    name = spec.name
     network: str | None = None
     container: str | None = None
     try:
         reporter.info(f"smoke test of {image_ref} (network and container {name})")
         network = name
-        engine.create_network(name, labels=labels)
+        engine.create_network(name, labels=spec.labels)
         container = name
         started = clock()
-        spec = ContainerSpec(
-            image=image.id,
-            name=name,
-            network=name,
-            container_port=target_port,
-            environment=dict(env or {}),
-            labels=labels,
-        )
         info = _start(engine, spec, image_ref)
-        url, _ = _published_url(info, target_port, path)
+        url, _ = _published_url(info, spec.container_port, path)
         reporter.info(
             f"waiting up to {timeout:g}s for {url}"
             + (" and Docker's healthcheck" if healthcheck else "")
@@ -139,25 +130,51 @@ def smoke_test(
             sleep=sleep,
             interval=interval,
         )
-        # Milliseconds, once: the message and --json then show the same figure (rounding the
-        # raw value to 0.1 s could disagree with rounding its 3-decimal JSON form).
-        seconds = round(clock() - started, 3)
-        if healthcheck and result[2] is not None:
-            reporter.detail(
-                f"HTTP 200 after {result[2] - started:.1f}s; Docker's healthcheck passed after "
-                f"{seconds:.1f}s"
-            )
-        # The command prints the result once, after cleanup (the URL is gone by then).
-        reporter.detail(f"{image_ref} is healthy after {seconds:.1f}s at {url}")
-        return SmokeResult(
-            image=image_ref,
-            url=url,
-            seconds_to_healthy=seconds,
-            http_status=result[0],
-            health=result[1],
-        )
+        return _healthy(reporter, image_ref, url, result, started, clock(), healthcheck)
     finally:
         _remove_quietly(engine, reporter, container=container, network=network)
+
+
+def _smoke_spec(
+    image: Any, image_ref: str, target_port: int, env: Mapping[str, str] | None
+) -> ContainerSpec:
+    """The smoke container: a fresh name (its network's too), shipit's labels, `env`."""
+    name = _unique("shipit-smoke")
+    labels = _labels(repository_of(image_ref))
+    return ContainerSpec(
+        image=image.id,
+        name=name,
+        network=name,
+        container_port=target_port,
+        environment=dict(env or {}),
+        labels=labels,
+    )
+
+
+def _healthy(
+    reporter: Reporter,
+    image_ref: str,
+    url: str,
+    result: tuple[int, str | None, float | None],
+    started: float,
+    now: float,
+    healthcheck: bool,
+) -> SmokeResult:
+    """The result of a passed smoke test, and its detail lines (the command prints it once,
+    after cleanup: the URL is gone by then)."""
+    # Milliseconds, once: the message and --json then show the same figure (rounding the
+    # raw value to 0.1 s could disagree with rounding its 3-decimal JSON form).
+    seconds = round(now - started, 3)
+    http_status, health, http_ok_at = result
+    if healthcheck and http_ok_at is not None:
+        reporter.detail(
+            f"HTTP 200 after {http_ok_at - started:.1f}s; Docker's healthcheck passed after "
+            f"{seconds:.1f}s"
+        )
+    reporter.detail(f"{image_ref} is healthy after {seconds:.1f}s at {url}")
+    return SmokeResult(
+        image=image_ref, url=url, seconds_to_healthy=seconds, http_status=http_status, health=health
+    )
 
 
 def _start(engine: Engine, spec: ContainerSpec, image_ref: str) -> ContainerInfo:
