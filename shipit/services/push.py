@@ -108,14 +108,7 @@ def push_image(
         if built:
             local_image(engine, selection)
         return _dry_run(selection, destinations, reporter)
-    image = local_image(engine, selection)
-    for destination in destinations:
-        destination.repository(selection.name)  # every reference is valid before any side effect
-    if settings.push_cache:
-        from shipit.services.build import CACHE_TAG
-
-        engine.require_image(f"{selection.name}:{CACHE_TAG}")
-
+    image = _checked_image(selection, destinations, engine, settings)
     with reporter.phase("Prepare registries"):
         plans = _parallel(
             [
@@ -132,13 +125,7 @@ def push_image(
     with reporter.phase("Push"), reporter.progress(f"Pushing {selection.name}") as view:
 
         def sink_for(label: str) -> Callable[[Event], None]:
-            registry_view = view.for_registry(label)  # each registry gets its own line
-
-            def sink(event: Event) -> None:
-                with lock:
-                    registry_view(event)
-
-            return sink
+            return _locked_sink(view.for_registry(label), lock)  # a line per registry
 
         outcomes = _settled(
             [
@@ -159,6 +146,36 @@ def push_image(
             ]
         )
     return _landed_or_raise(plans, outcomes)
+
+
+def _checked_image(
+    selection: ImageSelection,
+    destinations: Sequence[Destination],
+    engine: Engine,
+    settings: PushSettings,
+) -> ImageInfo:
+    """The local image, once every reference is valid and the cache image (--push-cache)
+    exists: before any side effect."""
+    image = local_image(engine, selection)
+    for destination in destinations:
+        destination.repository(selection.name)
+    if settings.push_cache:
+        from shipit.services.build import CACHE_TAG
+
+        engine.require_image(f"{selection.name}:{CACHE_TAG}")
+    return image
+
+
+def _locked_sink(
+    registry_view: Callable[[Event], None], lock: threading.Lock
+) -> Callable[[Event], None]:
+    """A registry's progress line, fed under one lock: the pushes run in threads."""
+
+    def sink(event: Event) -> None:
+        with lock:
+            registry_view(event)
+
+    return sink
 
 
 def _landed_or_raise(
