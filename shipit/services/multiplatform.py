@@ -311,7 +311,23 @@ def push_platforms(
             [_named(d.label, partial(guard, d, selection, images)) for d in destinations]
         )
     unchanged = {d.label: u for d, u in zip(destinations, found, strict=True)}
-    push = partial(push_image, registry_client=registry_client)
+    push = partial(push_image, engine=engine, settings=settings, registry_client=registry_client)
+    platform_images = _push_each_platform(push, selection, platforms, destinations, reporter)
+    if platform_only:
+        return MultiPushResult(pushed=[], platform_images=platform_images)
+    with reporter.phase("Publish image indexes"):
+        pushed = _join_all(run, selection, platforms, destinations, unchanged)
+    return MultiPushResult(pushed=pushed, platform_images=platform_images)
+
+
+def _push_each_platform(
+    push: Callable[..., list[Pushed]],
+    selection: ImageSelection,
+    platforms: Sequence[Platform],
+    destinations: Sequence[Destination],
+    reporter: Reporter,
+) -> list[tuple[Platform, Pushed]]:
+    """Each platform's image pushed under its suffixed tags, the platforms side by side."""
     alone = len(platforms) == 1
     per_platform = run_concurrently(
         [
@@ -321,22 +337,15 @@ def push_platforms(
                     push,
                     platform_selection(selection, p),
                     destinations,
-                    engine,
-                    platform_reporter(reporter, p, alone),
-                    settings,
+                    reporter=platform_reporter(reporter, p, alone),
                 ),
             )
             for p in platforms
         ]
     )
-    platform_images = [
+    return [
         (p, pushed) for p, group in zip(platforms, per_platform, strict=True) for pushed in group
     ]
-    if platform_only:
-        return MultiPushResult(pushed=[], platform_images=platform_images)
-    with reporter.phase("Publish image indexes"):
-        pushed = _join_all(run, selection, platforms, destinations, unchanged)
-    return MultiPushResult(pushed=pushed, platform_images=platform_images)
 
 
 def release_platforms(
