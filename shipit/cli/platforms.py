@@ -98,12 +98,7 @@ def release_for_platforms(
     publish the indexes. False when the ordinary single-platform release applies."""
     from shipit.adapters.oci import RegistryClient
     from shipit.services.build import build_image
-    from shipit.services.multiplatform import (
-        build_platforms,
-        push_platforms,
-        release_platforms,
-        require_buildable,
-    )
+    from shipit.services.multiplatform import push_platforms, release_platforms, require_buildable
 
     platforms = multi_platforms(settings.platform)
     if len(platforms) < 2:
@@ -123,17 +118,7 @@ def release_for_platforms(
         report_push(result, settings.image, reporter, env, dry_run=False, build=built)
         return True
     else:  # a SmokeCheck: every platform's image is run (foreign ones under QEMU) before any push
-        from shipit.services.smoke import smoke_test
-
-        with reporter.phase("Build"):
-            built = build_platforms(settings, platforms, engine, reporter, build_image)
-        with reporter.phase("Smoke test"):
-            for image in built.images:
-                reference = image.references[0]
-                healthy = smoke_test(
-                    engine, reporter, reference, path=smoke.path, timeout=smoke.timeout
-                )
-                reporter.info(f"{reference} healthy in {healthy.seconds_to_healthy:.1f}s")
+        built = _build_and_smoke(settings, platforms, engine, reporter, smoke)
     result = push_platforms(
         settings.image,
         platforms,
@@ -146,6 +131,30 @@ def release_for_platforms(
     )
     report_push(result, settings.image, reporter, env, dry_run=push_settings.dry_run, build=built)
     return True
+
+
+def _build_and_smoke(
+    settings: BuildSettings,
+    platforms: Sequence[Any],
+    engine: Engine,
+    reporter: Reporter,
+    smoke: Any,
+) -> Any:
+    """Build every platform's image, then smoke-test each (a foreign one under QEMU)."""
+    from shipit.services.build import build_image
+    from shipit.services.multiplatform import build_platforms
+    from shipit.services.smoke import smoke_test
+
+    with reporter.phase("Build"):
+        built = build_platforms(settings, platforms, engine, reporter, build_image)
+    with reporter.phase("Smoke test"):
+        for image in built.images:
+            reference = image.references[0]
+            healthy = smoke_test(
+                engine, reporter, reference, path=smoke.path, timeout=smoke.timeout
+            )
+            reporter.info(f"{reference} healthy in {healthy.seconds_to_healthy:.1f}s")
+    return built
 
 
 def push_for_platforms(
