@@ -3,7 +3,8 @@
 - no import cycles between shipit's modules (imports inside functions count too);
 - docker-py is imported only under shipit/adapters/engine/, boto3 and botocore only under
   shipit/adapters/ecr/;
-- imports point down: cli -> services -> output -> adapters, context, config -> model, errors.
+- imports point down: cli -> services -> output -> adapters, context, config -> model, errors;
+- no function in shipit/ over 60 lines, no class over 300 (decorators and docstrings count).
 
 `layout_violations(package_dir)` takes any checkout's shipit/ folder, so the rules can be held
 against an older tree as well (`git worktree add /tmp/old <commit>`).
@@ -161,6 +162,46 @@ def layout_violations(package_dir: Path) -> list[str]:
             if layer_of(target) < layer_of(module) < len(LAYERS):
                 problems.append(f"{module}:{line} imports {target}, a layer above it")
     return sorted(set(problems))
+
+
+MAX_FUNCTION_LINES = 60
+MAX_CLASS_LINES = 300
+
+
+def oversized(package_dir: Path) -> list[str]:
+    """Every function over MAX_FUNCTION_LINES and class over MAX_CLASS_LINES, one line each."""
+    found = []
+    for path in sorted(package_dir.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                limit, kind = MAX_FUNCTION_LINES, "function"
+            elif isinstance(node, ast.ClassDef):
+                limit, kind = MAX_CLASS_LINES, "class"
+            else:
+                continue
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            lines = (node.end_lineno or node.lineno) - first + 1
+            if lines > limit:
+                where = path.relative_to(package_dir.parent)
+                found.append(f"{where}:{node.lineno} {kind} {node.name}: {lines} lines")
+    return found
+
+
+def test_no_function_over_60_lines_and_no_class_over_300() -> None:
+    assert oversized(PACKAGE) == []
+
+
+def test_the_size_rule_catches_a_long_function_and_a_long_class(tmp_path: Path) -> None:
+    package = tmp_path / "shipit"
+    package.mkdir()
+    body = "".join(f"    x{i} = {i}\n" for i in range(60))
+    (package / "a.py").write_text(f"def long():\n{body}\n\ndef short():\n    return 1\n")
+    methods = "".join(f"    def m{i}(self):\n        return {i}\n\n" for i in range(101))
+    (package / "b.py").write_text(f"class Big:\n{methods}class Small:\n    pass\n")
+    assert oversized(package) == [
+        "shipit/a.py:1 function long: 61 lines",
+        "shipit/b.py:1 class Big: 303 lines",
+    ]
 
 
 def test_the_layout_has_no_import_cycles_and_confines_docker_and_boto3() -> None:
