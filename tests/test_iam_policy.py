@@ -1,7 +1,7 @@
 """`shipit iam-policy` is derived from the calls shipit makes, and proven against them.
 
 Every AWS API call the ECR/STS clients make is recorded through botocore's `before-call`
-event on each client shipit creates (moto answers them). The policy `iam-policy` prints for
+event on each client the wiring makes (moto answers them). The policy `iam-policy` prints for
 the same options must allow every recorded action; options that widen what a push does
 (`--lifecycle-keep`, `--scan-gate`, `--kms-key`, `--cache-from`) add their actions only when
 given.
@@ -20,6 +20,7 @@ from moto import mock_aws
 from typer.testing import CliRunner
 
 from shipit.cli import app
+from shipit.cli.wiring import Clients
 from tests.fakes import FakeAPI, FakeRegistries, add_built_image, isolate_aws
 
 runner = CliRunner()
@@ -55,19 +56,23 @@ class Recorder:
 
 
 @pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    """Hooks `before-call` on every botocore client created while the test runs."""
-    import botocore.client
-
+def recorder(clients: Clients) -> Recorder:
+    """Hooks `before-call` on every AWS client the wiring makes while the test runs."""
     recorder = Recorder()
-    original = botocore.client.ClientCreator.create_client
+    make_aws, make_iam = clients.aws, clients.iam
 
-    def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
-        client = original(self, *args, **kwargs)
+    def aws(region: str, profile: str | None) -> tuple[Any, Any]:
+        made = make_aws(region, profile)
+        for client in made:
+            client.meta.events.register("before-call.*.*", recorder)
+        return made
+
+    def iam(profile: str | None) -> Any:
+        client = make_iam(profile)
         client.meta.events.register("before-call.*.*", recorder)
         return client
 
-    monkeypatch.setattr(botocore.client.ClientCreator, "create_client", create_client)
+    clients.aws, clients.iam = aws, iam
     return recorder
 
 
