@@ -280,12 +280,12 @@ def test_plain_build_output_carries_no_terminal_escapes(project: Path, fake_api:
 def test_plain_container_logs_carry_no_terminal_escapes(
     project: Path, fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shipit.services import smoke as runtime
+    from shipit.services import smoke as smoke_service
 
     fake_api.add_image("demo:latest")
     fake_api.health_script = ["unhealthy"]
     fake_api.log_lines = [f"{ESC}[31mcrashed{ESC}[0m: no database"]
-    monkeypatch.setattr(runtime, "probe_http", lambda url, timeout: 500)
+    monkeypatch.setattr(smoke_service, "probe_http", lambda url, timeout: 500)
     result = runner.invoke(app, ["smoke"])
     assert result.exit_code == 7, result.output
     assert ESC not in result.stderr

@@ -131,11 +131,11 @@ def test_config_errors_list_keys_as_the_readme_spells_them(
 def test_smoke_prints_its_result_once_without_a_dead_url(
     project: Path, fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shipit.services import smoke as runtime
+    from shipit.services import smoke as smoke_service
 
     fake_api.add_image("demo:latest")
     fake_api.health_script = ["healthy"]
-    monkeypatch.setattr(runtime, "probe_http", lambda url, timeout: 200)
+    monkeypatch.setattr(smoke_service, "probe_http", lambda url, timeout: 200)
     result = runner.invoke(app, ["smoke"])
     assert result.exit_code == 0, result.output
     output = result.stdout + result.stderr
