@@ -8,58 +8,20 @@ from typing import Any
 from shipit.cli.app import app
 from shipit.cli.common import Invocation, build_options, execute, write_ci_outputs
 from shipit.cli.options import (
-    BuildArgOpt,
-    CacheFromOpt,
-    ContextArg,
-    FileOpt,
-    IidFileOpt,
-    JsonOpt,
-    LabelOpt,
-    LatestOpt,
-    MetadataFileOpt,
-    NameOpt,
-    NetworkOpt,
-    NoCacheOpt,
-    PlatformOpt,
-    PullOpt,
-    QuietOpt,
-    SecretOpt,
-    SshOpt,
-    TagOpt,
-    TargetOpt,
-    VerboseOpt,
-    VersionOpt,
+    BUILD_OPTIONS,
+    CONTEXT,
+    OUTPUT_OPTIONS,
+    declare,
 )
 
 BUILD_READ_TIMEOUT = 3600.0
 
 
 @app.command()
-def build(
-    context: ContextArg = None,
-    file: FileOpt = None,
-    name: NameOpt = None,
-    tag: TagOpt = None,
-    version: VersionOpt = None,
-    latest: LatestOpt = None,
-    build_arg: BuildArgOpt = None,
-    target: TargetOpt = None,
-    platform: PlatformOpt = None,
-    pull: PullOpt = False,
-    no_cache: NoCacheOpt = False,
-    label: LabelOpt = None,
-    network: NetworkOpt = None,
-    cache_from: CacheFromOpt = None,
-    secret: SecretOpt = None,
-    ssh: SshOpt = None,
-    iidfile: IidFileOpt = None,
-    metadata_file: MetadataFileOpt = None,
-    json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+@declare(CONTEXT, *BUILD_OPTIONS, *OUTPUT_OPTIONS)
+def build(**options: Any) -> None:
     """Build the image and tag it by the tag rules (latest, sha-<head>, version tags, --tag)."""
-    execute(build_body, locals())
+    execute(build_body, options)
 
 
 def build_body(run: Invocation) -> None:

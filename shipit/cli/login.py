@@ -3,44 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from shipit.cli.app import app
 from shipit.cli.common import Invocation, execute, registry_options
 from shipit.cli.options import (
-    JsonOpt,
-    NamespaceOpt,
-    PasswordStdinOpt,
-    ProfileOpt,
-    QuietOpt,
-    RegionOpt,
-    RegistryIdOpt,
-    RegistryTargetOpt,
-    RetriesOpt,
-    RetryTimeOpt,
-    StallOpt,
-    UsernameOpt,
-    VerboseOpt,
+    OUTPUT_OPTIONS,
+    REGISTRY_OPTIONS,
+    REGISTRY_TARGET,
+    RETRY_OPTIONS,
+    declare,
 )
+
+# login takes the registry options that say where and as whom, not how a repository is made.
+LOGIN_REGISTRY_OPTIONS = [
+    p
+    for p in REGISTRY_OPTIONS
+    if p[0] in ("region", "profile", "registry_id", "namespace", "username", "password_stdin")
+]
 
 
 @app.command()
-def login(
-    registry: RegistryTargetOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    registry_id: RegistryIdOpt = None,
-    namespace: NamespaceOpt = None,
-    username: UsernameOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    retries: RetriesOpt = 5,
-    retry_timeout: RetryTimeOpt = 300.0,
-    stall_timeout: StallOpt = 120.0,
-    json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+@declare(REGISTRY_TARGET, *LOGIN_REGISTRY_OPTIONS, *RETRY_OPTIONS, *OUTPUT_OPTIONS)
+def login(**options: Any) -> None:
     """Log in to registries and record the login in the Docker config (like `docker login`)."""
-    execute(login_body, locals())
+    execute(login_body, options)
 
 
 def login_body(run: Invocation) -> None:

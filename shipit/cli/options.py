@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -262,3 +264,96 @@ SmokePathOpt = Annotated[str, typer.Option("--smoke-path", help="Health path for
 SmokeTimeoutOpt = Annotated[
     float, typer.Option("--smoke-timeout", min=1, help="Seconds --smoke waits.")
 ]
+
+# ---------------------------------------------------------------- option groups
+
+# A command's parameter: (name, Annotated type, default).
+Param = tuple[str, Any, Any]
+
+OUTPUT_OPTIONS: list[Param] = [
+    ("json", JsonOpt, False),
+    ("verbose", VerboseOpt, False),
+    ("quiet", QuietOpt, False),
+]
+IMAGE_OPTIONS: list[Param] = [
+    ("name", NameOpt, None),
+    ("tag", TagOpt, None),
+    ("version", VersionOpt, None),
+    ("latest", LatestOpt, None),
+]
+CONTEXT: Param = ("context", ContextArg, None)
+BUILD_OPTIONS: list[Param] = [
+    ("file", FileOpt, None),
+    *IMAGE_OPTIONS,
+    ("build_arg", BuildArgOpt, None),
+    ("target", TargetOpt, None),
+    ("platform", PlatformOpt, None),
+    ("pull", PullOpt, False),
+    ("no_cache", NoCacheOpt, False),
+    ("label", LabelOpt, None),
+    ("network", NetworkOpt, None),
+    ("cache_from", CacheFromOpt, None),
+    ("secret", SecretOpt, None),
+    ("ssh", SshOpt, None),
+    ("iidfile", IidFileOpt, None),
+    ("metadata_file", MetadataFileOpt, None),
+]
+REGISTRY: Param = ("registry", RegistryOpt, None)
+REGISTRY_TARGET: Param = ("registry", RegistryTargetOpt, None)
+REGISTRY_OPTIONS: list[Param] = [
+    ("region", RegionOpt, None),
+    ("profile", ProfileOpt, None),
+    ("registry_id", RegistryIdOpt, None),
+    ("repository", RepositoryOpt, None),
+    ("create_repo", CreateRepoOpt, None),
+    ("immutable_tags", ImmutableOpt, None),
+    ("kms_key", KmsOpt, None),
+    ("namespace", NamespaceOpt, None),
+    ("username", UsernameOpt, None),
+    ("password_stdin", PasswordStdinOpt, False),
+]
+PUSH_OPTIONS: list[Param] = [
+    ("allow_overwrite", AllowOverwriteOpt, False),
+    ("push_cache", PushCacheOpt, False),
+]
+HYGIENE_OPTIONS: list[Param] = [
+    ("lifecycle_keep", LifecycleKeepOpt, None),
+    ("lifecycle_untagged_days", LifecycleUntaggedOpt, None),
+    ("scan_gate", ScanGateOpt, None),
+    ("scan_timeout", ScanTimeoutOpt, 600.0),
+]
+DRY_RUN: Param = ("dry_run", DryRunOpt, False)
+RETRY_OPTIONS: list[Param] = [
+    ("retries", RetriesOpt, 5),
+    ("retry_timeout", RetryTimeOpt, 300.0),
+    ("stall_timeout", StallOpt, 120.0),
+]
+
+SMOKE_OPTIONS: list[Param] = [
+    ("smoke", SmokeOpt, False),
+    ("smoke_path", SmokePathOpt, "/health"),
+    ("smoke_timeout", SmokeTimeoutOpt, 60.0),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def declare(*params: Param) -> Callable[[F], F]:
+    """Give a command taking `**options` these parameters, in this order, as Typer reads them.
+
+    Typer builds a command's options from its signature: the shared groups above are declared
+    once here instead of in every command's parameter list. The command receives them by name.
+    """
+
+    def attach(command: F) -> F:
+        parameters = [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind
+            )
+            for name, kind, default in params
+        ]
+        command.__signature__ = inspect.Signature(parameters, return_annotation=None)  # type: ignore[attr-defined]
+        command.__annotations__ = {name: kind for name, kind, _ in params} | {"return": None}
+        return command
+
+    return attach

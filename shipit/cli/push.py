@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from shipit.cli.app import app
 from shipit.cli.common import (
@@ -13,74 +14,41 @@ from shipit.cli.common import (
     write_ci_outputs,
 )
 from shipit.cli.options import (
-    AllowOverwriteOpt,
-    CreateRepoOpt,
-    DryRunOpt,
-    ImmutableOpt,
-    JsonOpt,
-    KmsOpt,
-    LatestOpt,
-    LifecycleKeepOpt,
-    LifecycleUntaggedOpt,
-    NameOpt,
-    NamespaceOpt,
-    PasswordStdinOpt,
-    ProfileOpt,
-    PushCacheOpt,
-    QuietOpt,
-    RegionOpt,
-    RegistryIdOpt,
-    RegistryOpt,
-    RepositoryOpt,
-    RetriesOpt,
-    RetryTimeOpt,
-    ScanGateOpt,
-    ScanTimeoutOpt,
-    StallOpt,
-    TagOpt,
-    UsernameOpt,
-    VerboseOpt,
-    VersionOpt,
+    DRY_RUN,
+    HYGIENE_OPTIONS,
+    IMAGE_OPTIONS,
+    OUTPUT_OPTIONS,
+    PUSH_OPTIONS,
+    REGISTRY,
+    REGISTRY_OPTIONS,
+    RETRY_OPTIONS,
+    Param,
+    declare,
 )
 from shipit.cli.platforms import MergeOpt, PlatformOnlyOpt, PushPlatformOpt
 
+PLATFORM_PUSH_OPTIONS: list[Param] = [
+    ("platform", PushPlatformOpt, None),
+    ("platform_only", PlatformOnlyOpt, False),
+    ("merge", MergeOpt, False),
+]
+
 
 @app.command()
-def push(
-    registry: RegistryOpt = None,
-    name: NameOpt = None,
-    tag: TagOpt = None,
-    version: VersionOpt = None,
-    latest: LatestOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    registry_id: RegistryIdOpt = None,
-    repository: RepositoryOpt = None,
-    create_repo: CreateRepoOpt = None,
-    immutable_tags: ImmutableOpt = None,
-    kms_key: KmsOpt = None,
-    namespace: NamespaceOpt = None,
-    username: UsernameOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    allow_overwrite: AllowOverwriteOpt = False,
-    push_cache: PushCacheOpt = False,
-    platform: PushPlatformOpt = None,
-    platform_only: PlatformOnlyOpt = False,
-    merge: MergeOpt = False,
-    lifecycle_keep: LifecycleKeepOpt = None,
-    lifecycle_untagged_days: LifecycleUntaggedOpt = None,
-    scan_gate: ScanGateOpt = None,
-    scan_timeout: ScanTimeoutOpt = 600.0,
-    dry_run: DryRunOpt = False,
-    retries: RetriesOpt = 5,
-    retry_timeout: RetryTimeOpt = 300.0,
-    stall_timeout: StallOpt = 120.0,
-    json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+@declare(
+    REGISTRY,
+    *IMAGE_OPTIONS,
+    *REGISTRY_OPTIONS,
+    *PUSH_OPTIONS,
+    *PLATFORM_PUSH_OPTIONS,
+    *HYGIENE_OPTIONS,
+    DRY_RUN,
+    *RETRY_OPTIONS,
+    *OUTPUT_OPTIONS,
+)
+def push(**options: Any) -> None:
     """Push the built image's tags to one or more registries and verify each digest."""
-    execute(push_body, locals())
+    execute(push_body, options)
 
 
 def push_body(run: Invocation) -> None:
