@@ -352,16 +352,17 @@ def test_release_builds_and_publishes_both_platforms(
     assert set(_index_platforms(raw)) == set(built)
     arm = _skopeo("--config", "--override-arch", "arm64", f"docker://{repo}:5.0.0")
     assert arm["architecture"] == "arm64"
-    # Released again (the release tags exist now: built first, then compared): nothing moves.
+    # A different build released under the same version (the release tags exist now: both
+    # platforms are built first and compared with the index) is refused before any push.
+    before = {t: registry.manifest_digest(name, t) for t in ("5.0.0", "5.0.0-linux-arm64")}
+    (multi_project.path / "marker.txt").write_text("changed\n")
     again = run_shipit(
         "release", str(multi_project.path), "--registry", registry.address, "--name", name,
-        "--version", "5.0.0", "--no-latest", "--platform", PLATFORMS, "--json",
-        cwd=multi_project.path,
+        "--version", "5.0.0", "--no-latest", "--platform", PLATFORMS, cwd=multi_project.path,
     )  # fmt: skip
-    assert again.returncode == 0, again.stderr
-    repeated = json.loads(again.stdout)
-    assert {p["status"] for p in repeated["pushed"]} == {"unchanged"}
-    assert {p["digest"] for p in repeated["pushed"]} == {p["digest"] for p in payload["pushed"]}
+    assert again.returncode == 6, again.stderr
+    assert "refusing to overwrite" in again.stderr
+    assert {t: registry.manifest_digest(name, t) for t in before} == before
 
 
 # ---------------------------------------------------------------- the CI matrix flow
