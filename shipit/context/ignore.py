@@ -20,7 +20,7 @@ _GO_SPACE: Final = (
 )
 
 
-def _go_clean(path: str) -> str:
+def go_clean(path: str) -> str:
     """Go's ``filepath.Clean`` on a Unix system (unlike posixpath.normpath, ``//a`` -> ``/a``)."""
     if not path:
         return "."
@@ -60,7 +60,7 @@ def parse_dockerignore(data: bytes) -> list[str]:
         if invert:
             pattern = pattern[1:].strip(_GO_SPACE)
         if pattern:
-            pattern = _go_clean(pattern)  # filepath.ToSlash is the identity on Unix
+            pattern = go_clean(pattern)  # filepath.ToSlash is the identity on Unix
             if len(pattern) > 1 and pattern[0] == "/":
                 pattern = pattern[1:]
         patterns.append("!" + pattern if invert else pattern)
@@ -505,7 +505,7 @@ class IgnoreMatcher:
             pattern = raw.strip(_GO_SPACE)
             if not pattern:
                 continue
-            pattern = _go_clean(pattern)
+            pattern = go_clean(pattern)
             exclusion = pattern[0] == "!"
             if exclusion:
                 if len(pattern) == 1:
@@ -571,7 +571,7 @@ class IgnoreMatcher:
         was skipped there because nothing had matched that directory yet: with ``docs/*.md``
         then ``!docs``, Docker still leaves ``docs/a.md`` out, and so does this.
         """
-        path = _go_clean(relpath)
+        path = go_clean(relpath)
         if path == ".":
             return False
         info: MatchInfo | None = None
@@ -583,7 +583,7 @@ class IgnoreMatcher:
 
     def matches_or_parent_matches(self, relpath: str) -> bool:
         """``patternmatcher.MatchesOrParentMatches``: each pattern against the path and parents."""
-        path = _go_clean(relpath)
+        path = go_clean(relpath)
         if path == ".":
             return False
         return self.match_entry(path, None)[0]
@@ -599,7 +599,7 @@ class IgnoreMatcher:
     def exception_may_reach(self, reldir: str) -> bool:
         """Docker's test for not pruning an excluded directory: some ``!`` pattern's text
         starts with ``<reldir>/`` (a textual prefix test, wildcards are not expanded)."""
-        prefix = _go_clean(reldir) + "/"
+        prefix = go_clean(reldir) + "/"
         return any(text.startswith(prefix) for text in self._exception_dirs)
 
     def can_skip_dir(self, relpath: str) -> bool:

@@ -329,7 +329,7 @@ def create_context_archive(context_dir: Path, dockerfile: Path) -> ContextArchiv
     """
     context_dir = Path(context_dir)
     dockerfile = Path(dockerfile)
-    _check_inputs(context_dir, dockerfile)
+    check_inputs(context_dir, dockerfile)
 
     # Like the CLI: resolve symlinks in both, then see where the Dockerfile lies.
     root = os.path.realpath(context_dir)
@@ -380,7 +380,7 @@ def create_context_archive(context_dir: Path, dockerfile: Path) -> ContextArchiv
     )
 
 
-def _check_inputs(context_dir: Path, dockerfile: Path) -> None:
+def check_inputs(context_dir: Path, dockerfile: Path) -> None:
     """The context must be a directory and the Dockerfile a file (one clear error otherwise)."""
     if not context_dir.exists():
         raise UsageError(f"build context '{context_dir}' does not exist")

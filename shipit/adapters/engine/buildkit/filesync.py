@@ -49,6 +49,7 @@ from shipit.adapters.engine.buildkit.fsutil_types import (
     can_request_data,
     data_packet,
 )
+from shipit.context.tar import check_inputs
 from shipit.errors import BuildError, ShipitError, UsageError
 
 __all__ = [
@@ -419,14 +420,7 @@ def sync_context(
     """
     context_dir = Path(context_dir)
     dockerfile = Path(dockerfile)
-    if not context_dir.exists():
-        raise UsageError(f"build context '{context_dir}' does not exist")
-    if not context_dir.is_dir():
-        raise UsageError(f"build context '{context_dir}' is not a directory")
-    if not dockerfile.exists():
-        raise UsageError(f"Dockerfile '{dockerfile}' not found; pass -f/--file")
-    if not dockerfile.is_file():
-        raise UsageError(f"Dockerfile '{dockerfile}' is not a file; pass -f/--file")
+    check_inputs(context_dir, dockerfile)
     name = dockerfile.name
     dirs: dict[str, DirSource] = {
         CONTEXT_DIR: ContextDir(context_dir, dockerfile=dockerfile, xattrs=xattrs),

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from shipit.adapters.engine.buildkit.fsutil_types import MODE_SOCKET, Stat, go_file_mode
 from shipit.context import DOCKERIGNORE, IgnoreMatcher, read_dockerignore
+from shipit.context.ignore import go_clean
 from shipit.errors import UsageError
 
 _PATTERN_CHARS: Final = "*[]?^\\"
@@ -220,24 +221,6 @@ class PatternFilter:
         return False, any(p.startswith(below) for p in self.prefixes), info
 
 
-def _go_clean(path: str) -> str:
-    """Go's ``path.Clean`` (rooted ``..`` is dropped, ``//a`` is ``/a``)."""
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            elif not rooted:
-                parts.append("..")
-            continue
-        parts.append(part)
-    cleaned = "/".join(parts)
-    return ("/" + cleaned) if rooted else (cleaned or ".")
-
-
 def _has_wildcards(name: str) -> bool:
     i = 0
     while i < len(name):
@@ -265,7 +248,7 @@ class _LinkResolver:
     def append(self, path: str, depth: int = 0) -> None:
         if depth > _MAX_LINK_DEPTH:
             return
-        rest = _go_clean("./" + path.lstrip("/"))
+        rest = go_clean("./" + path.lstrip("/"))
         current = ""
         while True:
             first, _, rest = rest.partition("/")
@@ -295,12 +278,12 @@ class _LinkResolver:
         if node is None or not statmod.S_ISLNK(node.st.st_mode):
             return []
         try:
-            link = _go_clean(os.readlink(node.path))
+            link = go_clean(os.readlink(node.path))
         except OSError:
             return []
         if link.startswith("/"):
             return [link]
-        return [_go_clean("/" + (parent + "/" if parent else "") + link)]
+        return [go_clean("/" + (parent + "/" if parent else "") + link)]
 
     def _listing(self, reldir: str) -> list[Node]:
         if reldir:
