@@ -210,6 +210,9 @@ def test_build_for_a_platform_without_emulator_fails_before_building(
     multi_project: MultiProject,
 ) -> None:
     # .ci/setup leaves only qemu-aarch64 enabled: s390x has no emulator here.
+    s390x = Path("/proc/sys/fs/binfmt_misc/qemu-s390x")
+    if s390x.exists() and s390x.read_text().startswith("enabled"):
+        pytest.skip("this machine emulates s390x (qemu-s390x is enabled): nothing to refuse")
     result = run_shipit(
         "build", str(multi_project.path), "--name", multi_project.name,
         "--platform", "linux/amd64,linux/s390x",
