@@ -8,7 +8,6 @@ platform-suffixed tags (`NAME:1.2.3-linux-arm64`), locally and in the registry; 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -29,6 +28,7 @@ from shipit.platforms import (
     platform_tag,
 )
 from shipit.services.build import BuildResult, BuildSettings, ImageSelection
+from shipit.services.concurrency import run_concurrently as run_jobs
 from shipit.services.push import Pushed, PushSettings, push_image
 from shipit.services.registries import Destination
 from shipit.services.retry import call_with_retry
@@ -600,32 +600,8 @@ def _named(label: str, job: Callable[[], T]) -> Callable[[], T]:
 
 
 def run_concurrently(jobs: list[Callable[[], T]]) -> list[T]:
-    """Run jobs in threads, results in order; when any fails, raise the first failure after
-    all have ended. Daemon threads and a polling join keep Ctrl-C deliverable."""
-    if len(jobs) == 1:
-        return [jobs[0]()]
-    results: list[T | None] = [None] * len(jobs)
-    errors: list[BaseException | None] = [None] * len(jobs)
-
-    def run(index: int) -> None:
-        try:
-            results[index] = jobs[index]()
-        except BaseException as exc:
-            errors[index] = exc
-
-    threads = [
-        threading.Thread(target=run, args=(i,), daemon=True, name=f"shipit-platform-{i}")
-        for i in range(len(jobs))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.2)
-    for error in errors:
-        if error is not None:
-            raise error
-    return [r for r in results if r is not None]
+    """Run the platforms' jobs side by side (threads shipit-platform-N): see concurrency."""
+    return run_jobs(jobs, name="shipit-platform")
 
 
 # ---------------------------------------------------------------- smoke and inspect

@@ -1,0 +1,43 @@
+"""Jobs run side by side in threads (pushes to several registries, several platforms' builds)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def run_concurrently(jobs: list[Callable[[], T]], *, name: str = "shipit-job") -> list[T]:
+    """Run jobs in threads, results in order; when any fails, raise the first failure after
+    all have ended.
+
+    Daemon threads and a polling join keep Ctrl-C/SIGTERM deliverable to the main thread:
+    an interrupted run exits at once instead of waiting for jobs that hang. The threads are
+    named `name`-0, `name`-1, ...
+    """
+    if len(jobs) == 1:
+        return [jobs[0]()]
+    results: list[T | None] = [None] * len(jobs)
+    errors: list[BaseException | None] = [None] * len(jobs)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = jobs[index]()
+        except BaseException as exc:
+            errors[index] = exc
+
+    threads = [
+        threading.Thread(target=run, args=(i,), daemon=True, name=f"{name}-{i}")
+        for i in range(len(jobs))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
+    for error in errors:
+        if error is not None:
+            raise error
+    return [r for r in results if r is not None]
