@@ -46,6 +46,9 @@ def _isolated_home(
 ) -> None:
     """Keep tests away from the user's Docker config, token cache and CI variables."""
     home = tmp_path_factory.mktemp("home")
+    # The builder stage's cache image is built by default only in CI: tests see one behaviour
+    # on a laptop and in CI (tests of that default unset or set it themselves).
+    monkeypatch.setenv("SHIPIT_CACHE_STAGE", "1")
     monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
     monkeypatch.setenv("SHIPIT_CACHE_DIR", str(home / ".cache"))
     for var in (

@@ -266,3 +266,43 @@ def test_release_takes_the_same_secret_option(project: Path, fake_api: FakeAPI) 
     assert result.exit_code == 2, result.output
     assert "secret 'tok'" in result.stderr
     assert not _builds(fake_api)
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "stages"),
+    [
+        ({"SHIPIT_CACHE_STAGE": "", "CI": ""}, [], [None]),
+        ({"SHIPIT_CACHE_STAGE": "", "CI": "true"}, [], [None, "builder"]),
+        (
+            {"SHIPIT_CACHE_STAGE": "", "CI": ""},
+            ["--cache-from", "r.example/x:1"],
+            [None, "builder"],
+        ),
+        ({"SHIPIT_CACHE_STAGE": "0", "CI": "true"}, [], [None]),
+        ({"SHIPIT_CACHE_STAGE": "1", "CI": ""}, [], [None, "builder"]),
+    ],
+)
+def test_the_builder_stage_cache_image_is_built_where_it_is_used(
+    project: Path, fake_api: FakeAPI, env: dict[str, str], args: list[str], stages: list[Any]
+) -> None:
+    (project / "Dockerfile").write_text(
+        "FROM scratch AS builder\nCOPY . /src\nFROM scratch\nCOPY --from=builder /src /app\n"
+    )
+    result = runner.invoke(app, ["build", *args], env=env)
+    assert result.exit_code == 0, result.output
+    assert [b.get("target") for b in _builds(fake_api)] == stages
+
+
+def test_push_cache_without_the_cache_image_says_how_to_make_it(
+    project: Path, fake_api: FakeAPI
+) -> None:
+    (project / "Dockerfile").write_text(
+        "FROM scratch AS builder\nCOPY . /src\nFROM scratch\nCOPY --from=builder /src /app\n"
+    )
+    env = {"SHIPIT_CACHE_STAGE": "", "CI": ""}
+    assert runner.invoke(app, ["build"], env=env).exit_code == 0
+    result = runner.invoke(app, ["push", "--registry", "localhost:5000", "--push-cache"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "buildcache" in result.stderr and "SHIPIT_CACHE_STAGE=1" in result.stderr
+    bad = runner.invoke(app, ["build"], env={"SHIPIT_CACHE_STAGE": "maybe"})
+    assert bad.exit_code == 2 and "SHIPIT_CACHE_STAGE" in bad.stderr

@@ -170,6 +170,8 @@ def build_options(**values: Any) -> Any:
         cache_from=values["cache_from"] or (),
         secrets=values.get("secret") or (),
         ssh=values.get("ssh") or (),
+        # release --push-cache publishes NAME:buildcache: build it whatever the default.
+        cache_stage=True if values.get("push_cache") else None,
     )
 
 

@@ -55,6 +55,8 @@ class BuildOptions:
     # docker's --secret id=ID[,src=PATH|,env=VAR] and --ssh default|ID[=SOCKET] (BuildKit only)
     secrets: Sequence[str] = ()
     ssh: Sequence[str] = ()
+    # Also build the `builder` stage as NAME:buildcache: None decides by cache_stage_wanted().
+    cache_stage: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,25 @@ def _declared_args(dockerfile: Path) -> set[str]:
     )
 
 
+def cache_stage_wanted(
+    given: bool | None, env: Mapping[str, str], cache_from: Sequence[str]
+) -> bool:
+    """Whether a build also makes NAME:buildcache, the `builder` stage's image that
+    `push --push-cache` publishes for other runners' --cache-from. It costs a second engine
+    build, so by default only where it is used: in CI, with --cache-from, for
+    `release --push-cache`; SHIPIT_CACHE_STAGE=1|0 decides otherwise."""
+    if given is not None:
+        return given
+    choice = env.get("SHIPIT_CACHE_STAGE", "").strip().lower()
+    if choice in {"1", "true", "yes"}:
+        return True
+    if choice in {"0", "false", "no"}:
+        return False
+    if choice:
+        raise UsageError(f"SHIPIT_CACHE_STAGE={choice[:20]!r}: use 1 or 0")
+    return bool(env.get("CI")) or bool(cache_from)
+
+
 def resolve_build_settings(
     options: BuildOptions,
     config: FileConfig,
@@ -319,7 +340,9 @@ def resolve_build_settings(
         cache_from=cache_from,
         warnings=warnings,
         cache_stage=CACHE_STAGE
-        if not (options.target or config.target) and CACHE_STAGE in _stage_names(dockerfile)
+        if not (options.target or config.target)
+        and cache_stage_wanted(options.cache_stage, env, cache_from)
+        and CACHE_STAGE in _stage_names(dockerfile)
         else None,
         builder=builder,
         session=session,

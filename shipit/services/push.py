@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from shipit.adapters.engine.client import Engine
 from shipit.adapters.oci import Manifest, RegistryClient
-from shipit.errors import AuthError, RegistryError, ShipitError, UsageError
+from shipit.errors import AuthError, ImageNotFoundError, RegistryError, ShipitError, UsageError
 from shipit.model import Auth, Event, ImageInfo, PushProgress
 from shipit.output.reporter import Reporter
 from shipit.services.build import ImageSelection
@@ -162,7 +162,13 @@ def _checked_image(
     if settings.push_cache:
         from shipit.services.build import CACHE_TAG
 
-        engine.require_image(f"{selection.name}:{CACHE_TAG}")
+        cache = f"{selection.name}:{CACHE_TAG}"
+        if engine.image(cache) is None:
+            raise ImageNotFoundError(
+                f"image '{cache}' (the builder stage, for --push-cache) does not exist locally",
+                hint="shipit build makes it in CI or with --cache-from; elsewhere set "
+                "SHIPIT_CACHE_STAGE=1 (the Dockerfile needs a stage named 'builder')",
+            )
     return image
 
 
