@@ -59,13 +59,14 @@ def build_for_platforms(
 ) -> MultiBuildResult | None:
     """`shipit build` for two or more platforms, reported; for one, only the emulator check
     runs (and None lets the ordinary build go on)."""
+    platforms = multi_platforms(settings.platform)
+    if not platforms:
+        return None  # the ordinary build: no multi-platform code to load
     from shipit.services.build import build_image
     from shipit.services.multiplatform import build_platforms, require_buildable
 
-    platforms = multi_platforms(settings.platform)
     if len(platforms) < 2:
-        if platforms:
-            require_buildable(platforms, engine)
+        require_buildable(platforms, engine)
         return None
     result = build_platforms(settings, platforms, engine, reporter, build_image)
     references = [r for image in result.images for r in image.references]
