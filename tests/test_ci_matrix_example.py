@@ -2,8 +2,7 @@
 step on the real engine against ECR through moto: each `image` job builds and pushes its own
 platform, the `manifest` job joins them, and the registry then serves one index of both.
 
-The workflow is read from the README (the ```yaml block after the marker line below); until
-the README has it, from `MATRIX_WORKFLOW`, the same text.
+The workflow is read from the README (the ```yaml block after the marker line below).
 """
 
 from __future__ import annotations
@@ -32,66 +31,14 @@ MARKER = "<!-- shipit-ci-example: github-matrix -->"
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
 HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
-MATRIX_WORKFLOW = """\
-name: image
-on:
-  push:
-    branches: [main]
-jobs:
-  image:
-    strategy:
-      matrix:
-        include:
-          - platform: linux/amd64
-            runner: ubuntu-24.04
-          - platform: linux/arm64
-            runner: ubuntu-24.04-arm
-    runs-on: ${{ matrix.runner }}
-    permissions:
-      id-token: write
-      contents: read
-    steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
-        with:
-          python-version: "3.12"
-      - run: pip install .
-      - uses: aws-actions/configure-aws-credentials@v4
-        with:
-          role-to-assume: arn:aws:iam::123456789012:role/shipit-push
-          aws-region: us-east-1
-      - run: shipit build --platform ${{ matrix.platform }}
-      - run: shipit push --registry ecr --platform ${{ matrix.platform }} --platform-only
-  manifest:
-    needs: image
-    runs-on: ubuntu-latest
-    permissions:
-      id-token: write
-      contents: read
-    steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
-        with:
-          python-version: "3.12"
-      - run: pip install .
-      - uses: aws-actions/configure-aws-credentials@v4
-        with:
-          role-to-assume: arn:aws:iam::123456789012:role/shipit-push
-          aws-region: us-east-1
-      - id: shipit
-        run: shipit push --registry ecr --platform linux/amd64,linux/arm64 --merge
-      - run: echo "published ${{ steps.shipit.outputs.references }}"
-"""
-
 
 def matrix_workflow() -> dict[str, Any]:
-    """The README's matrix workflow (after MARKER), or MATRIX_WORKFLOW until it is there."""
+    """The README's matrix workflow: the yaml block after MARKER."""
     readme = (REPO_ROOT / "README.md").read_text()
-    if MARKER in readme:
-        match = re.search(r"```yaml\n(.*?)```", readme[readme.index(MARKER) :], re.DOTALL)
-        assert match, f"no yaml block after {MARKER}"
-        return dict(yaml.safe_load(match.group(1)))
-    return dict(yaml.safe_load(MATRIX_WORKFLOW))
+    assert MARKER in readme, f"README.md has no {MARKER} example"
+    match = re.search(r"```yaml\n(.*?)```", readme[readme.index(MARKER) :], re.DOTALL)
+    assert match, f"no yaml block after {MARKER}"
+    return dict(yaml.safe_load(match.group(1)))
 
 
 def _expand(text: str, matrix: dict[str, str], outputs: dict[str, dict[str, str]]) -> str:
