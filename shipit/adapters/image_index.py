@@ -155,10 +155,7 @@ class IndexReader:
         return self._configs[digest]
 
     def _blob_json(self, digest: str) -> dict[str, object]:
-        # RegistryClient has no blob call yet; its request plumbing (auth, TLS fallback) does.
-        response = self.client._request("GET", self.path, f"blobs/{digest}", pull_only=True)
-        self.client._raise_for(response, f"{self.path}@{digest}")
-        data = response.content[: MAX_CONFIG_BYTES + 1]
+        data = self.client.blob(self.path, digest)[: MAX_CONFIG_BYTES + 1]
         if len(data) > MAX_CONFIG_BYTES or _sha256(data) != digest:
             raise RegistryError(
                 f"the registry served a config blob that does not match {digest}", kind="garbage"

@@ -142,6 +142,12 @@ class RegistryClient:
             with contextlib.suppress(ShipitError):  # an unfinished upload expires anyway
                 self._request("DELETE", repository, rest)
 
+    def blob(self, repository: str, digest: str) -> bytes:
+        """A blob's bytes (a config blob, say); a missing blob is an error."""
+        response = self._request("GET", repository, f"blobs/{digest}", pull_only=True)
+        self._raise_for(response, f"{repository}@{digest}")
+        return bytes(response.content)
+
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         """The manifest for repository:reference, or None when the registry has none."""
         response = self._request("GET", repository, f"manifests/{reference}", pull_only=True)
