@@ -21,6 +21,7 @@ from shipit.errors import AuthError, ImageNotFoundError, RegistryError, ShipitEr
 from shipit.model import Auth, Event, ImageInfo, PushProgress
 from shipit.output.reporter import Reporter
 from shipit.services.build import ImageSelection
+from shipit.services.concurrency import run_concurrently
 from shipit.services.registries import Destination
 from shipit.services.retry import DEFAULT_STALL_SECONDS, RetryPolicy, call_with_retry
 from shipit.services.tags import is_release_tag
@@ -250,35 +251,8 @@ def _labelled(destination: Destination, job: Callable[[], T]) -> Callable[[], T]
 
 
 def _parallel(jobs: list[Callable[[], T]]) -> list[T]:
-    """Run jobs concurrently; when any fails, raise the first failure after all have ended.
-
-    Daemon threads and a polling join keep Ctrl-C/SIGTERM deliverable to the main thread:
-    an interrupted run exits at once instead of waiting for pushes that hang.
-    """
-    if len(jobs) == 1:
-        return [jobs[0]()]
-    results: list[T | None] = [None] * len(jobs)
-    errors: list[BaseException | None] = [None] * len(jobs)
-
-    def run(index: int) -> None:
-        try:
-            results[index] = jobs[index]()
-        except BaseException as exc:
-            errors[index] = exc
-
-    threads = [
-        threading.Thread(target=run, args=(i,), daemon=True, name=f"shipit-push-{i}")
-        for i in range(len(jobs))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.2)
-    for error in errors:
-        if error is not None:
-            raise error
-    return [r for r in results if r is not None]
+    """Run the registries' jobs side by side (threads shipit-push-N): see concurrency."""
+    return run_concurrently(jobs, name="shipit-push")
 
 
 def _prepare(
