@@ -52,6 +52,8 @@ def _isolated_home(
     monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
     monkeypatch.setenv("SHIPIT_CACHE_DIR", str(home / ".cache"))
     for var in (
+        # CI changes the output (plain timestamped lines) and defaults: tests that need it set it.
+        "CI",
         "GITHUB_ACTIONS",
         "GITHUB_OUTPUT",
         "GITHUB_STEP_SUMMARY",
@@ -252,6 +254,8 @@ def sample_image(python_image: str, docker_api: Any) -> Iterator[dict[str, Any]]
         "1.2.3",
         "--build-arg",
         f"PYTHON_IMAGE={python_image}",
+        # Session-scoped: the per-test environment does not apply, so say what it would.
+        env={"CI": "", "SHIPIT_CACHE_STAGE": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(result.stdout)
