@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -487,6 +488,13 @@ class _Pattern:
         return self.regex.match(path) is not None
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str, exclusion: bool) -> _Pattern:
+    """One pattern compiled once per process (a build reads the same .dockerignore twice:
+    the context scan and the tar or file sync); a _Pattern never changes after __init__."""
+    return _Pattern(text, exclusion)
+
+
 MatchInfo = tuple[bool, ...]
 
 
@@ -520,7 +528,7 @@ class IgnoreMatcher:
                     f"invalid .dockerignore pattern '{shown}': syntax error in pattern",
                     hint="fix the pattern in .dockerignore (escape a literal [ as \\[)",
                 )
-            self._patterns.append(_Pattern(pattern, exclusion))
+            self._patterns.append(_compiled(pattern, exclusion))
         self._exception_dirs = tuple(p.text + "/" for p in self._patterns if p.exclusion)
 
     @property

@@ -49,8 +49,8 @@ PROBE_SECONDS = 10.0
 _PROBE_API_VERSION = "1.24"
 
 
-def _probe_api_version(api: Any, host: str, timeout: float) -> str:
-    """The engine's API version (`GET /version`), telling a silent engine from a missing one."""
+def _probe_api_version(api: Any, host: str, timeout: float) -> dict[str, Any]:
+    """The engine's `GET /version` answer, telling a silent engine from a missing one."""
     import requests.exceptions
 
     api.timeout = timeout
@@ -73,7 +73,7 @@ def _probe_api_version(api: Any, host: str, timeout: float) -> str:
             f"{host} answered, but not like a Docker engine (no API version)",
             hint="check that DOCKER_HOST points at the Docker engine",
         )
-    return answer
+    return dict(version)
 
 
 def _silent_engine_hint(host: str) -> str:
@@ -129,9 +129,12 @@ class Engine(RuntimeCalls):
                 f"cannot reach the Docker engine at {host}",
                 hint="start Docker (or dockerd), or point DOCKER_HOST at a running engine",
             ) from exc
-        api._version = _probe_api_version(api, host, probe)
+        answer = _probe_api_version(api, host, probe)
+        api._version = answer["ApiVersion"]
         api.timeout = timeout
-        return cls(api, host=host)
+        engine = cls(api, host=host)
+        engine._version_answer = answer  # the probe's answer serves version() once more
+        return engine
 
     def registry_config(self) -> dict[str, Any]:
         """The engine's registry trust (`docker info` RegistryConfig: IndexConfigs, CIDRs)."""
@@ -263,7 +266,11 @@ class Engine(RuntimeCalls):
         return list(self._call(self.api.history, ref))
 
     def version(self) -> dict[str, Any]:
-        return dict(self._call(self.api.version))
+        """The engine's version (asked once: connect()'s probe already has it)."""
+        answer = getattr(self, "_version_answer", None)
+        if answer is None:
+            answer = self._version_answer = dict(self._call(self.api.version))
+        return dict(answer)
 
     # ------------------------------------------------------------ build
 
