@@ -231,18 +231,20 @@ def select_image_here(options: Any, config: Any, env: Mapping[str, str]) -> Any:
     return select_image(image, config, context_dir(None, config, cwd), env=env)
 
 
-def select_reference(
-    name: str | None, tag: list[str] | None, version: str | None, latest: bool | None
-) -> tuple[str, str]:
-    """The image `push` would push, as (name, NAME:FIRST-TAG)."""
+def select_reference(options: Any, env: Mapping[str, str]) -> tuple[str, str]:
+    """The image `push` would push, as (name, NAME:FIRST-TAG), from the image options a
+    command declares (--name, --tag, --version, --latest; those it lacks count as not given)."""
     from shipit.config import load_config
 
-    options = SimpleNamespace(name=name, tag=tag, version=version, latest=latest)
-    selection = select_image_here(options, load_config(Path.cwd()), read_env())
+    given = SimpleNamespace(
+        **{key: getattr(options, key, None) for key in ("name", "tag", "version", "latest")}
+    )
+    selection = select_image_here(given, load_config(Path.cwd()), env)
     return selection.name, selection.references[0]
 
 
-def connect_engine() -> Any:
+def connect_engine(env: Mapping[str, str]) -> Any:
+    """The engine from the wiring, for the runtime commands (smoke, run, inspect, prune)."""
     from shipit.cli.wiring import clients
 
-    return clients().engine(read_env())
+    return clients().engine(env)

@@ -57,8 +57,8 @@ def smoke_body(run: Invocation) -> None:
 
     o, reporter = run.options, run.reporter
     environment = parse_pairs(o.env or (), "--env")
-    _, reference = select_reference(o.name, o.tag, o.version, o.latest)
-    engine = connect_engine()
+    _, reference = select_reference(o, run.env)
+    engine = connect_engine(run.env)
     reference = smoke_reference(engine, reference, o.platform)
     result = smoke_test(
         engine, reporter, reference, path=o.path, port=o.port, timeout=o.timeout, env=environment
@@ -128,12 +128,12 @@ def start_body(run: Invocation) -> None:
 
     o, reporter = run.options, run.reporter
     environment = parse_pairs(o.env or (), "--env")
-    image_name, reference = select_reference(o.name, o.tag, o.version, o.latest)
+    image_name, reference = select_reference(o, run.env)
     if o.container_name is not None:
         validate_docker_name(o.container_name, "--container-name")
     default_network = f"{image_name.rsplit('/', 1)[-1]}-net"
     net = validate_docker_name(o.network or default_network, "--network")
-    engine = connect_engine()
+    engine = connect_engine(run.env)
     spec = RunOptions(
         image=reference,
         network=net,
@@ -197,13 +197,13 @@ def inspect_body(run: Invocation) -> None:
     from shipit.services.inspect import inspect_image
 
     o, reporter = run.options, run.reporter
-    reference = o.image or select_reference(None, None, None, None)[1]
+    reference = o.image or select_reference(None, run.env)[1]
     if o.remote:
         from shipit.cli.platforms import show_remote
 
         show_remote(reference, reporter, run.env)
         return
-    engine = connect_engine()
+    engine = connect_engine(run.env)
     report = inspect_image(engine, reference)
     if o.compare is None:
         if o.json:
@@ -249,8 +249,8 @@ def prune_body(run: Invocation) -> None:
     from shipit.services.prune import apply_prune, describe_plan, plan_prune
 
     o, reporter = run.options, run.reporter
-    image_name = select_reference(o.name, None, None, None)[0]
-    engine = connect_engine()
+    image_name = select_reference(o, run.env)[0]
+    engine = connect_engine(run.env)
     plan = plan_prune(engine, name=image_name, keep=o.keep, include_running=o.all_)
     for line in describe_plan(plan):
         reporter.emit(line)
