@@ -69,13 +69,14 @@ def run_checks(o: Any, env: dict[str, str]) -> list[Any]:
     from shipit.config import load_config
     from shipit.services import doctor as checks_mod
     from shipit.services.registries import RegistryOptions, make_ecr_registry, parse_kind
+    from shipit.settings import pick
 
     wired = clients()
     config = load_config(Path.cwd())
     wanted = [parse_kind(r) for r in (o.registry or config.registry.get("registries") or [])]
     options = RegistryOptions(
-        region=o.region or config.registry.get("region"),
-        profile=o.profile or config.registry.get("profile"),
+        region=pick(o.region or None, config.registry, "region"),
+        profile=pick(o.profile or None, config.registry, "profile"),
     )
     engine_check, engine = checks_mod.check_engine(lambda: wired.engine(env, timeout=15))
     results = [
