@@ -20,6 +20,7 @@ from benchmarks import (
     cases_context,
     cases_ecr,
     cases_local,
+    cases_platforms,
     cases_push,
     machine,
     proc,
@@ -60,6 +61,7 @@ CASES: tuple[Case, ...] = (
     Case("noop", "12", "No-op rebuild, large context (BuildKit CLI)", cases_build.noop_context),
     Case("bigctx", "13", "191 MiB context rebuild (BuildKit CLI)", cases_build.big_context),
     Case("cold", "14", "Cold build (BuildKit CLI)", cases_build.cold_build),
+    Case("platforms", "15", cases_platforms.TITLE, cases_platforms.two_platform_release),
 )
 
 
@@ -138,6 +140,10 @@ def method_text(b: Bench, selected: Sequence[Case]) -> list[str]:
         "emulation was on. Case 14 runs `docker builder prune -af` before each build: it "
         "empties the engine's whole BuildKit cache, which anything else building on this "
         "engine shares.",
+        "- Case 15 (two-platform release) is the opposite: it needs QEMU's aarch64 emulator, "
+        "so it switches binfmt_misc and its qemu-aarch64 entry on for its runs and back to "
+        "what it found after (it reports that it cannot run when none is registered); its "
+        "sides, two single-platform builds and the release, run alternated like the others.",
         f"- The sample image is built once at the start with `.venv/bin/shipit build "
         f"--build-arg PYTHON_IMAGE={b.python_image} --name {SAMPLE}` (and "
         f"`-f sample_app/Dockerfile.single --name {SAMPLE_SINGLE}` for case 8); the base image "

@@ -391,7 +391,8 @@ def test_only_this_runs_repositories_are_cleaned_up() -> None:
 
 def test_select_cases() -> None:
     assert [c.name for c in select_cases("startup,3")] == ["startup", "push"]
-    assert len(select_cases(None)) == len(CASES) == 14
+    assert len(select_cases(None)) == len(CASES) == 15
+    assert [c.number for c in select_cases("platforms")] == ["15"]
     assert [c.number for c in select_cases("cold,11")] == ["11", "14"]
     with pytest.raises(SystemExit):
         select_cases("nope")
@@ -404,8 +405,8 @@ def test_select_cases() -> None:
 def test_quick_mode_runs_cheap_cases_and_writes_a_report(
     tmp_path: Path, docker_api: object
 ) -> None:
-    """`python -m benchmarks --quick` for three cheap cases (start-up, the large context with
-    the legacy builder and with BuildKit): exits 0 (missed targets included) and writes the
+    """`python -m benchmarks --quick` for four cheap cases (start-up, the large context with
+    the legacy builder and with BuildKit, the two-platform release): exits 0 (missed targets included) and writes the
     report to --output, leaving docs/benchmarks.md alone."""
     output = tmp_path / "bench.md"
     docs = REPO / "docs" / "benchmarks.md"
@@ -418,7 +419,7 @@ def test_quick_mode_runs_cheap_cases_and_writes_a_report(
             "benchmarks",
             "--quick",
             "--only",
-            "startup,context,noop",
+            "startup,context,noop,platforms",
             "--output",
             str(output),
         ],
@@ -434,6 +435,9 @@ def test_quick_mode_runs_cheap_cases_and_writes_a_report(
     assert "quick mode" in text
     assert "| 1a |" in text and "| 1b |" in text and "| 2 |" in text and "| 12 |" in text
     assert "QEMU emulation: " in text  # off, or why it could not be switched off
+    # The two-platform release runs with qemu-aarch64 on, or says why it cannot run.
+    assert "| 15 |" in text
+    assert "Emulation's share" in text or "cannot run:" in text
     assert "## Machine" in text and "## Method" in text
     assert "**error**" not in text
     after = docs.read_bytes() if docs.exists() else None
@@ -688,3 +692,73 @@ def test_heaviest_imports_of_a_build() -> None:
         ]
     )
     assert heaviest(stderr, top=2) == "grpc 61 ms, shipit.cli 9 ms"
+
+
+# ---------------------------------------------------------------- multi-platform release
+
+
+def _binfmt(root: Path, status: str, entry: str | None) -> Path:
+    root.mkdir()
+    (root / "status").write_text(status + "\n")
+    (root / "register").write_text("")
+    (root / "qemu-arm").write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt/arm\n")
+    if entry is not None:
+        (root / "qemu-aarch64").write_text(entry + "\ninterpreter /usr/libexec/qemu-binfmt/x\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("status", "entry", "switched"),
+    [
+        ("enabled", "enabled", []),
+        ("disabled", "enabled", ["status"]),
+        ("enabled", "disabled", ["qemu-aarch64"]),
+        ("disabled", "disabled", ["status", "qemu-aarch64"]),
+    ],
+)
+def test_emulation_on_enables_qemu_aarch64_and_restores_even_on_error(
+    tmp_path: Path, status: str, entry: str, switched: list[str]
+) -> None:
+    from benchmarks.cases_platforms import emulation_on
+
+    root = _binfmt(tmp_path / "binfmt", status, entry)
+    before = {name: (root / name).read_text() for name in ("status", "qemu-aarch64")}
+    with pytest.raises(RuntimeError, match="a build failed"), emulation_on(root) as said:
+        for name in switched:  # the kernel file takes 1/0 and reads enabled/disabled
+            assert (root / name).read_text() == "1"
+        assert said.startswith("on: qemu-aarch64")
+        assert ("already on" in said) is (not switched)
+        assert "other emulators enabled: qemu-arm" in said
+        raise RuntimeError("a build failed")
+    for name, text in before.items():
+        assert (root / name).read_text() == ("0" if name in switched else text)
+
+
+def test_emulation_on_says_why_the_case_cannot_run(tmp_path: Path) -> None:
+    from benchmarks.cases_platforms import EmulationMissing, emulation_on
+
+    with pytest.raises(EmulationMissing, match="not mounted"), emulation_on(tmp_path / "none"):
+        pass
+    root = _binfmt(tmp_path / "binfmt", "enabled", None)
+    with pytest.raises(EmulationMissing, match="no qemu-aarch64 handler"), emulation_on(root):
+        pass
+    assert (root / "status").read_text() == "enabled\n"
+
+
+def test_platform_medians_bound_and_emulation_share() -> None:
+    from benchmarks.cases_platforms import Medians
+
+    m = Medians(
+        both=3.0, seq=4.0, release_amd64=1.5, release_arm64=2.5, build_amd64=0.9, build_arm64=1.8
+    )
+    assert m.best == 2.5  # the amd64 release wholly hidden under the arm64 one
+    assert m.emulated == pytest.approx(0.9)
+
+
+def test_platform_case_names_are_this_runs_own() -> None:
+    from benchmarks.cases_platforms import BASE_NAME, NAME, _own
+    from benchmarks.names import RUN_ID
+
+    assert RUN_ID in NAME and RUN_ID in BASE_NAME
+    assert _own(NAME) and _own(f"127.0.0.1:5000/{NAME}")
+    assert not _own(BASE_NAME) and not _own("shipit.local/busybox")
