@@ -197,7 +197,7 @@ def check_registry(
     target: Any, env: Mapping[str, str], *, probe: Callable[[str], str | None] | None = None
 ) -> list[Check]:
     """A generic registry (`--registry HOST[:PORT][/NAMESPACE]`): reachable, and credentials."""
-    from shipit.services.registries import resolve_credentials
+    from shipit.services.registries import host_credentials
 
     host = target.host
     problem = (probe or probe_registry)(host)
@@ -211,15 +211,7 @@ def check_registry(
         )
     ]
     try:
-        auth = resolve_credentials(
-            host,
-            username=None,
-            password=None,
-            env_user=env.get("SHIPIT_REGISTRY_USERNAME"),
-            env_secret=env.get("SHIPIT_REGISTRY_PASSWORD"),
-            env_names=("SHIPIT_REGISTRY_USERNAME", "SHIPIT_REGISTRY_PASSWORD"),
-            env=env,
-        )
+        auth = host_credentials(host, env)
     except ShipitError as exc:
         return [*checks, Check(f"registry {host} credentials", False, exc.message, "", True)]
     detail = f"as {auth.username}" if auth else "none (pushes anonymously)"

@@ -653,7 +653,7 @@ def inspect_remote(
     """Read HOST/REPO:TAG from its registry (credentials as `push` finds them for that host:
     SHIPIT_REGISTRY_USERNAME/PASSWORD, else the Docker config)."""
     from shipit.reference import looks_like_host
-    from shipit.services.registries import resolve_credentials
+    from shipit.services.registries import host_credentials
 
     repository, tag = _split_reference(reference)
     host, _, path = repository.partition("/")
@@ -661,15 +661,7 @@ def inspect_remote(
         raise UsageError(
             f"'{reference}' names no registry: give HOST/REPOSITORY:TAG, e.g. localhost:5000/app:1.2.3"
         )
-    auth = resolve_credentials(
-        host,
-        username=None,
-        password=None,
-        env_user=env.get("SHIPIT_REGISTRY_USERNAME"),
-        env_secret=env.get("SHIPIT_REGISTRY_PASSWORD"),
-        env_names=("SHIPIT_REGISTRY_USERNAME", "SHIPIT_REGISTRY_PASSWORD"),
-        env=env,
-    )
+    auth = host_credentials(host, env)
     reader = IndexReader(registry_client(host, auth, timeout=timeout), path)
     manifest = reader.manifest(tag)
     if manifest is None:

@@ -70,6 +70,26 @@ def parse_kind(value: str) -> str | RegistryTarget:
     return parse_registry_target(value)
 
 
+def host_credentials(
+    host: str,
+    env: Mapping[str, str],
+    *,
+    username: str | None = None,
+    password: str | None = None,
+) -> Auth | None:
+    """The credentials for a registry host (not ECR or Docker Hub): --username and
+    --password-stdin, else SHIPIT_REGISTRY_USERNAME/PASSWORD, else the Docker config."""
+    return resolve_credentials(
+        host,
+        username=username,
+        password=password,
+        env_user=env.get("SHIPIT_REGISTRY_USERNAME"),
+        env_secret=env.get("SHIPIT_REGISTRY_PASSWORD"),
+        env_names=("SHIPIT_REGISTRY_USERNAME", "SHIPIT_REGISTRY_PASSWORD"),
+        env=env,
+    )
+
+
 def resolve_credentials(
     registry: str,
     *,
@@ -163,14 +183,11 @@ class GenericRegistry(Destination):
         return self.target.repository(self.options.repository or image_name)
 
     def authenticate(self, reporter: Reporter, *, refresh: bool = False) -> Auth | None:
-        auth = resolve_credentials(
+        auth = host_credentials(
             self.target.host,
+            self.env,
             username=self.options.username,
             password=self.options.password,
-            env_user=self.env.get("SHIPIT_REGISTRY_USERNAME"),
-            env_secret=self.env.get("SHIPIT_REGISTRY_PASSWORD"),
-            env_names=("SHIPIT_REGISTRY_USERNAME", "SHIPIT_REGISTRY_PASSWORD"),
-            env=self.env,
         )
         if auth is not None:
             reporter.mask(auth.password)
