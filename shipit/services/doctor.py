@@ -197,6 +197,7 @@ def check_registry(
     target: Any, env: Mapping[str, str], *, probe: Callable[[str], str | None] | None = None
 ) -> list[Check]:
     """A generic registry (`--registry HOST[:PORT][/NAMESPACE]`): reachable, and credentials."""
+    from shipit.adapters.registry_probe import probe_registry
     from shipit.services.registries import host_credentials
 
     host = target.host
@@ -216,28 +217,6 @@ def check_registry(
         return [*checks, Check(f"registry {host} credentials", False, exc.message, "", True)]
     detail = f"as {auth.username}" if auth else "none (pushes anonymously)"
     return [*checks, Check(f"registry {host} credentials", True, detail, required=True)]
-
-
-def probe_registry(host: str, timeout: float = 5.0) -> str | None:
-    """None when HOST answers the registry API's /v2/ (200 or 401), else what went wrong."""
-    import http.client
-    import urllib.error
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    schemes = ("http", "https") if host.split(":")[0] in ("localhost", "127.0.0.1") else ("https",)
-    reason = "no answer"
-    for scheme in schemes:
-        try:
-            with opener.open(f"{scheme}://{host}/v2/", timeout=timeout):
-                return None
-        except urllib.error.HTTPError as exc:
-            if exc.code == 401:
-                return None
-            reason = f"/v2/ answered HTTP {exc.code}: not a registry API"
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-            reason = f"unreachable ({getattr(exc, 'reason', exc)})"
-    return reason
 
 
 def mark(check: Check) -> str:
