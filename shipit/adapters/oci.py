@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from shipit.adapters.registry_trust import (
     ssl_context,
 )
 from shipit.errors import AuthError, RegistryError, ShipitError
+from shipit.settings import environment
 
 if TYPE_CHECKING:
     import requests
@@ -88,7 +88,7 @@ class RegistryClient:
         self.host = DOCKER_HUB_API if host in {"docker.io", "index.docker.io"} else host
         self.auth = auth
         self.timeout = timeout
-        self.env: Mapping[str, str] = os.environ if env is None else env
+        self.env: Mapping[str, str] = environment() if env is None else env
         self._engine_config = engine_config or partial(_engine_registry_config, self.env)
         self._certs = HostCerts.read(certs_dir / self.host)
         self.session: requests.Session = _verifying_session(ssl_context(self.env, self._certs))
