@@ -1,6 +1,7 @@
 """Multi-platform release (issue 15, case 15): `shipit release --platform linux/amd64,linux/arm64`
 (both platforms built and pushed concurrently, then one image index per tag) against the same two
-single-platform releases done one after the other, each side to a fresh loopback registry.
+single-platform releases done one after the other, each side to a fresh loopback registry; 15b
+the push half alone (`push --platform both` against two `--platform-only` pushes).
 
 Unlike the build cases, this one needs QEMU's aarch64 emulator: the arm64 build's RUN step runs
 under it. The case switches binfmt_misc and its qemu-aarch64 entry on for its runs and puts back
@@ -36,6 +37,9 @@ BASES = {
     "arm64": ("SHIPIT_BUSYBOX_ARM64_IMAGE", "shipit.local/busybox-arm64:latest"),
 }
 NAME = f"bench-platforms-{RUN_ID}"
+PUSH_NAME = f"bench-platforms-push-{RUN_ID}"
+PUSH_KEY = "15b"
+PUSH_TITLE = "Two-platform push (linux/amd64 + linux/arm64)"
 BASE_NAME = f"bench-platforms-base-{RUN_ID}"
 
 
@@ -131,14 +135,24 @@ def make_context(b: Bench, root: Path, work: Sizes) -> Path:
     return ctx
 
 
-def _own(repository: str) -> bool:
+def _released(repository: str) -> bool:
+    """The releases' and builds' image (NAME, HOST/NAME)."""
     return repository.rpartition("/")[2] == NAME
 
 
-def clean_images(b: Bench) -> None:
-    """Every local tag of the case's image (NAME, HOST/NAME; per-platform tags included)."""
-    b.remember(*proc.bench_references(b.client, _own))
-    proc.remove_bench_images(b.client, _own)
+def _pushed(repository: str) -> bool:
+    """The registry-qualified tags a push of PUSH_NAME leaves (its local images stay)."""
+    return "/" in repository and repository.rpartition("/")[2] == PUSH_NAME
+
+
+def _own(repository: str) -> bool:
+    return repository.rpartition("/")[2] in (NAME, PUSH_NAME)
+
+
+def clean_images(b: Bench, predicate: Callable[[str], bool] = _own) -> None:
+    """Every local tag (per-platform tags included) of the repositories ``predicate`` accepts."""
+    b.remember(*proc.bench_references(b.client, predicate))
+    proc.remove_bench_images(b.client, predicate)
 
 
 # ------------------------------------------------------------------------------ the sides
@@ -169,7 +183,18 @@ class Sides:
     def build(self, platform: str) -> list[str]:
         return self.b.shipit("build", *self.common(), "--tag", "b", "--platform", platform)
 
-    def _timed(self, commands: Callable[[str], Sequence[tuple[str, list[str]]]]) -> float:
+    def push(self, registry: str, platform: str, *extra: str) -> list[str]:
+        """``shipit push`` of the images built once for the push sides (tag ``p``)."""
+        return self.b.shipit(
+            "push", "--registry", registry, "--name", PUSH_NAME, "--tag", "p", "--no-latest",
+            "-q", "--platform", platform, *extra,
+        )  # fmt: skip
+
+    def _timed(
+        self,
+        commands: Callable[[str], Sequence[tuple[str, list[str]]]],
+        clean: Callable[[str], bool] = _released,
+    ) -> float:
         """The commands' wall seconds, one after the other, against one fresh registry (each
         labelled one also kept in ``singles``); the images they leave are removed after."""
         try:
@@ -182,7 +207,7 @@ class Sides:
                     total += seconds
                 return total
         finally:
-            clean_images(self.b)
+            clean_images(self.b, clean)
 
     def both(self) -> float:
         tag = f"m{next(self.rounds)}"
@@ -194,6 +219,22 @@ class Sides:
             lambda reg: [(arch(p), self.release(reg, f"{tag}-{arch(p)}", p)) for p in PLATFORMS]
         )
 
+    def push_both(self) -> float:
+        return self._timed(lambda reg: [("", self.push(reg, ",".join(PLATFORMS)))], _pushed)
+
+    def push_one_after_the_other(self) -> float:
+        return self._timed(
+            lambda reg: [("", self.push(reg, p, "--platform-only")) for p in PLATFORMS], _pushed
+        )
+
+    def prepare_push(self) -> None:
+        """The push sides' images (PUSH_NAME:p-linux-ARCH), built once, untimed."""
+        command = self.b.shipit(
+            "build", self.ctx.name, "--name", PUSH_NAME, "--no-latest", "--tag", "p", "-q",
+            "--platform", ",".join(PLATFORMS),
+        )  # fmt: skip
+        timed(command, env=self.env, cwd=self.ctx.parent)
+
     def single(self, platform: str, runs: int) -> float:
         """The median of the last ``runs`` single-platform releases of ``platform``."""
         return median(self.singles[arch(platform)][-runs:])
@@ -203,7 +244,7 @@ class Sides:
             try:
                 return timed(self.build(platform), env=self.env, cwd=self.ctx.parent).seconds
             finally:
-                clean_images(self.b)
+                clean_images(self.b, _released)
 
         return run
 
@@ -218,18 +259,21 @@ def two_platform_release(b: Bench) -> list[CaseResult]:
         with emulation_on() as emulation:
             ctx = make_context(b, root, work)
             sides = Sides(b, ctx, b.env(), iter(range(1, 1 << 30)))
+            sides.prepare_push()
             samples = b.measure(
                 {
                     "both": sides.both,
                     "sequential": sides.one_after_the_other,
                     "build-amd64": sides.build_only(PLATFORMS[0]),
                     "build-arm64": sides.build_only(PLATFORMS[1]),
+                    "push-both": sides.push_both,
+                    "push-sequential": sides.push_one_after_the_other,
                 }
             )
             result = _result(sides, samples, work, emulation)
             if result.missed:
                 result.profile, result.next_step = _explain(sides, samples)
-            return [result]
+            return [result, _push_result(sides, samples)]
     except EmulationMissing as exc:
         return [skipped(KEY, TITLE, f"cannot run: {exc}")]
     finally:
@@ -310,6 +354,38 @@ def _result(
         f"QEMU emulation: {emulation}.",
     ]
     return comparison(KEY, TITLE, a, peer, TARGET, notes=notes)
+
+
+def _push_result(sides: Sides, samples: dict[str, list[float]]) -> CaseResult:
+    """15b: the push half alone, from images built once (untimed) before the runs."""
+    both = ",".join(PLATFORMS)
+    a = Side("push, two platforms", show(sides.push("127.0.0.1:PORT", both)), samples["push-both"])
+    peer = Side(
+        "two platform-only pushes, one after the other",
+        " && ".join(show(sides.push("127.0.0.1:PORT", p, "--platform-only")) for p in PLATFORMS),
+        samples["push-sequential"],
+    )
+    result = comparison(
+        PUSH_KEY,
+        PUSH_TITLE,
+        a,
+        peer,
+        TARGET,
+        notes=[
+            "The images of case 15's context, built once before the runs (`shipit build "
+            f"--platform {both} --tag p`, untimed); measured alternately with case 15's sides, "
+            "each run to a fresh registry. Side A pushes both platforms concurrently and "
+            "publishes the index `p`; side B is what two CI runners do one after the other "
+            "(`--platform-only`: the suffixed tags, no index; the join is not included).",
+        ],
+    )
+    if result.missed:
+        result.next_step = (
+            "Both pushes compress and upload a layer of their own: check with `-v` that the "
+            "two platforms' uploads overlap (services.concurrency) and that the index is "
+            "published right after the last platform's manifest, with no extra round trips."
+        )
+    return result
 
 
 def _explain(sides: Sides, samples: dict[str, list[float]]) -> tuple[str, str]:
