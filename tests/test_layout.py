@@ -4,7 +4,8 @@
 - docker-py is imported only under shipit/adapters/engine/, boto3 and botocore only under
   shipit/adapters/ecr/;
 - imports point down: cli -> services -> output -> adapters, context, config -> model, errors;
-- no function in shipit/ over 60 lines, no class over 300 (decorators and docstrings count).
+- no function in shipit/ over 60 lines, no class over 300 (decorators and docstrings count);
+- the process environment is read only in shipit/settings.py (everything else takes a mapping).
 
 `layout_violations(package_dir)` takes any checkout's shipit/ folder, so the rules can be held
 against an older tree as well (`git worktree add /tmp/old <commit>`).
@@ -202,6 +203,34 @@ def test_the_size_rule_catches_a_long_function_and_a_long_class(tmp_path: Path) 
         "shipit/a.py:1 function long: 61 lines",
         "shipit/b.py:1 class Big: 303 lines",
     ]
+
+
+def environment_reads(package_dir: Path) -> list[str]:
+    """Every `os.environ` / `os.getenv` outside shipit/settings.py, as path:line."""
+    found = []
+    for path in sorted(package_dir.rglob("*.py")):
+        if path == package_dir / "settings.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            name = (
+                node.attr
+                if isinstance(node, ast.Attribute)
+                else node.name
+                if isinstance(node, ast.alias)
+                else None
+            )
+            if name in ("environ", "getenv", "environb", "getenvb"):
+                found.append(f"{path.relative_to(package_dir.parent)}:{node.lineno}")
+    return found
+
+
+def test_the_environment_is_read_only_in_settings(tmp_path: Path) -> None:
+    assert environment_reads(PACKAGE) == []
+    (tmp_path / "shipit").mkdir()
+    (tmp_path / "shipit/settings.py").write_text("import os\nENV = dict(os.environ)\n")
+    (tmp_path / "shipit/a.py").write_text("import os\nX = os.getenv('HOME')\n")
+    (tmp_path / "shipit/b.py").write_text("from os import environ\n")
+    assert environment_reads(tmp_path / "shipit") == ["shipit/a.py:2", "shipit/b.py:1"]
 
 
 def test_the_layout_has_no_import_cycles_and_confines_docker_and_boto3() -> None:
