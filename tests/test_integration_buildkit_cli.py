@@ -128,6 +128,7 @@ def test_private_from_builds_after_shipit_login_and_fails_clearly_without(
     assert anonymous.returncode == 5, _output(anonymous)[-3000:]
     error = _error_line(anonymous)
     assert f"base image {base} is not available" in error, anonymous.stderr[-3000:]
+    assert "none are configured" in error and "shipit login" in anonymous.stderr
     assert "log in to its registry" in anonymous.stderr  # the hint says what to do
 
     login = _login(auth_registry)
@@ -334,3 +335,4 @@ def test_ssh_default_forwards_the_agent_and_its_absence_fails_clearly(
     _assert_clean_failure(without)
     assert without.returncode == 5, _output(without)[-3000:]
     assert "no SSH key" in _error_line(without), without.stderr[-3000:]
+    assert "--ssh default" in without.stderr

@@ -642,12 +642,18 @@ def build_failure(message: str, trace: BuildTrace) -> BuildError | DockerfileErr
         )
     base = "[internal] load metadata for "
     if step.name.startswith(base):
+        reason = message
+        if "no active session" in lowered:
+            # The engine asked for credentials and shipit had none to serve (no login).
+            reason = "its registry asks for credentials and none are configured for it"
         return BuildError(
-            f"base image {step.name[len(base) :]} is not available: {message}",
-            hint="build or load it into the engine, log in to its registry, "
-            "or pass --build-arg to choose another",
+            f"base image {step.name[len(base) :]} is not available: {reason}",
+            hint="build or load it into the engine, log in to its registry "
+            "(shipit login or docker login), or pass --build-arg to choose another",
         )
     hint = None
     if "no active sessions" in lowered:
         hint = "this step needs a build secret or an SSH agent: pass --secret or --ssh"
+    elif "no ssh key" in lowered:
+        hint = "the step mounts an SSH agent: pass --ssh default (SSH_AUTH_SOCK) or --ssh ID=SOCKET"
     return BuildError(f"build failed at {name}: {message}", hint=hint, details=details)
