@@ -68,6 +68,11 @@ def _isolated_home(
         "SHIPIT_TAGS",
         "SHIPIT_VERSION",
         "SHIPIT_REGISTRIES",
+        # moto's mock_aws puts its own keys into os.environ: one test's leftovers must not
+        # reach the next (shipit masks AWS secrets from the environment first).
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
     ):
         monkeypatch.delenv(var, raising=False)
 
