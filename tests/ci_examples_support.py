@@ -16,6 +16,9 @@ class FakeRegistryClient:
     def __init__(self, host: str, auth: Any, **_: Any):
         self.host, self.auth = host, auth
 
+    def ping(self) -> None:
+        pass
+
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         if reference.startswith("sha256:"):
             return Manifest(

@@ -603,6 +603,9 @@ class FakeRegistryClient:
             return None
         return Manifest(digest=sha256_digest(raw), media_type=MANIFEST_V2, raw=raw)
 
+    def ping(self) -> None:
+        self.registries.requests.append(("PING", self.host, "", ""))
+
     def check_push_access(self, repository: str) -> None:
         from shipit.errors import AuthError
 

@@ -99,6 +99,11 @@ class RegistryClient:
 
     # ------------------------------------------------------------ public
 
+    def ping(self) -> None:
+        """GET /v2/ once, its answer ignored: settles whether this registry is reached over
+        HTTPS or, when the engine would, its insecure fallback, before the requests that count."""
+        self._send("GET", "/v2/", auth=None)
+
     def check_login(self) -> None:
         """Check the credentials as `docker login` does: GET /v2/, answering its challenge.
 

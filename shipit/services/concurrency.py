@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -41,3 +41,39 @@ def run_concurrently(jobs: list[Callable[[], T]], *, name: str = "shipit-job") -
         if error is not None:
             raise error
     return [r for r in results if r is not None]
+
+
+class Background(Generic[T]):
+    """One job started in a daemon thread at once; `wait()` and `result()` wait for it.
+
+    For work that only gates a later step (a registry check while platforms build): the
+    caller goes on, and asks for the answer when it needs it.
+    """
+
+    def __init__(self, job: Callable[[], T], *, name: str = "shipit-background") -> None:
+        self._job = job
+        self._done = threading.Event()
+        self._result: T | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, daemon=True, name=name).start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._job()
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def wait(self) -> bool:
+        """Wait for the job; True when it succeeded."""
+        while not self._done.wait(0.2):  # a polling wait keeps Ctrl-C deliverable
+            pass
+        return self._error is None
+
+    def result(self) -> T:
+        """The job's result, or its failure raised here."""
+        if not self.wait():
+            assert self._error is not None
+            raise self._error
+        return self._result  # type: ignore[return-value]

@@ -8,6 +8,7 @@ platform-suffixed tags (`NAME:1.2.3-linux-arm64`), locally and in the registry; 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -28,6 +29,7 @@ from shipit.platforms import (
     platform_tag,
 )
 from shipit.services.build import BuildResult, BuildSettings, ImageSelection
+from shipit.services.concurrency import Background
 from shipit.services.concurrency import run_concurrently as run_jobs
 from shipit.services.push import Pushed, PushSettings, push_image
 from shipit.services.registries import Destination
@@ -248,6 +250,9 @@ class _Run:
     # With an engine, each published index is also read back through the engine's
     # distribution inspect, as every single-platform push is; the join needs none.
     engine: Engine | None = None
+    # Index entries read as soon as each platform was pushed: (registry, tag, platform) -> entry.
+    entries: dict[tuple[str, str, str], Entry] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def served_digest(self, client: RegistryClient, path: str, reference: str, tag: str) -> str:
         """The digest a tag serves now: the engine's answer when there is one, else the API's."""
@@ -258,13 +263,41 @@ class _Run:
 
     def registry(self, destination: Destination, name: str) -> tuple[RegistryClient, str, str]:
         """(client, HOST/REPO, REPO) for a destination, prepared and logged in once per run."""
-        if destination.label not in self.clients:
-            destination.prepare(name, self.reporter)
-            auth = destination.authenticate(self.reporter)
-            repository = destination.repository(name)
-            client = self.new_client(destination.host, auth, timeout=self.settings.stall_seconds)
-            self.clients[destination.label] = (client, repository, repository.partition("/")[2])
-        return self.clients[destination.label]
+        with self._lock:
+            if destination.label not in self.clients:
+                destination.prepare(name, self.reporter)
+                auth = destination.authenticate(self.reporter)
+                repository = destination.repository(name)
+                client = self.new_client(
+                    destination.host, auth, timeout=self.settings.stall_seconds
+                )
+                self.clients[destination.label] = (client, repository, repository.partition("/")[2])
+            return self.clients[destination.label]
+
+    def entry(
+        self, destination: Destination, reader: IndexReader, tag: str, platform: Platform
+    ) -> Entry:
+        """The index entry of `platform`'s image under `tag` there: read once, with retries."""
+        key = (destination.label, tag, str(platform))
+        if key not in self.entries:
+            reference = platform_tag(tag, platform)
+            found = self.retry(partial(reader.entry, reference, platform), destination)
+            self.entries[key] = found
+        return self.entries[key]
+
+    def prefetch(
+        self, destinations: Sequence[Destination], selection: ImageSelection, platform: Platform
+    ) -> None:
+        """Read `platform`'s entries right after its push, while slower platforms still build,
+        so the index is published without them; a failure here is left for the join to report."""
+        for destination in destinations:
+            client, _, path = self.registry(destination, selection.name)
+            reader = IndexReader(client, path)
+            for tag in selection.tags:
+                try:
+                    self.entry(destination, reader, tag, platform)
+                except RegistryError:
+                    return
 
     def retry(self, fn: Callable[[], T], destination: Destination) -> T:
         def on_retry(attempt: int, error: RegistryError, delay: float) -> None:
@@ -362,38 +395,33 @@ def release_platforms(
     """Build and push every platform, then publish the indexes; the Python API behind a
     multi-platform release without --smoke.
 
-    When no release tag exists yet (or --allow-overwrite), each platform is pushed as soon as it
-    is built, while a slower one (emulated) still builds; otherwise everything is built first,
-    so the index check can compare images before anything is pushed.
+    The registries are prepared and their release tags checked while the platforms build.
+    When no release tag exists yet (or --allow-overwrite), each platform is pushed as soon as
+    it is built, while a slower one (emulated) still builds; otherwise nothing is pushed until
+    every platform is built, so the index check can compare images first. A registry that
+    fails the check fails the release once the builds have ended, as a single-platform
+    release finds it at its push.
     """
     if push_settings.push_cache:
         raise UsageError("--push-cache works with single-platform builds only")
     require_buildable(platforms, engine)
     selection = settings.image
     run = _Run(reporter, push_settings, registry_client, engine=engine)
-    with reporter.phase("Check release tags"):
-        existing = run_concurrently(
-            [
-                _named(d.label, partial(_release_tags_present, run, d, selection))
-                for d in destinations
-            ]
-        )
-    if any(existing) and not push_settings.allow_overwrite:
-        with reporter.phase("Build"):
-            built = build_platforms(settings, platforms, engine, reporter, build)
-        pushed = push_platforms(
-            selection, platforms, destinations, engine, reporter, push_settings,
-            registry_client=registry_client,
-        )  # fmt: skip
-        return built, pushed
+    guarded = Background(
+        partial(_guarded_release, run, destinations, selection), name="shipit-registries"
+    )
     base = replace(settings, cache_stage=None)
     alone = len(platforms) == 1
     push = partial(push_image, registry_client=registry_client)
 
     def pipeline(platform: Platform, view: Reporter) -> tuple[PlatformImage, list[Pushed]]:
         image = _build_one(base, platform, engine, view, build)
-        return image, push(platform_selection(selection, platform), destinations, engine, view,
-                           push_settings)  # fmt: skip
+        if not guarded.wait() or guarded.result():
+            return image, []
+        pushed = push(platform_selection(selection, platform), destinations, engine, view,
+                      push_settings)  # fmt: skip
+        run.prefetch(destinations, selection, platform)
+        return image, pushed
 
     done = run_concurrently(
         [
@@ -402,20 +430,39 @@ def release_platforms(
         ]
     )
     built = MultiBuildResult(selection.name, selection.tags, tuple(image for image, _ in done))
+    if guarded.result():  # a release tag exists: compare, then push (or refuse)
+        pushed = push_platforms(
+            selection, platforms, destinations, engine, reporter, push_settings,
+            registry_client=registry_client,
+        )  # fmt: skip
+        return built, pushed
     platform_images = [(image.platform, p) for image, group in done for p in group]
     with reporter.phase("Publish image indexes"):
         indexes = _join_all(run, selection, platforms, destinations, {})
     return built, MultiPushResult(pushed=indexes, platform_images=platform_images)
 
 
+def _guarded_release(
+    run: _Run, destinations: Sequence[Destination], selection: ImageSelection
+) -> bool:
+    """Whether a release tag of the selection exists at any destination (each registry
+    prepared, logged in and reached once on the way)."""
+    existing = run_jobs(
+        [_named(d.label, partial(_release_tags_present, run, d, selection)) for d in destinations],
+        name="shipit-registry",
+    )
+    return any(existing)
+
+
 def _release_tags_present(run: _Run, destination: Destination, selection: ImageSelection) -> bool:
     """Whether any release tag of the selection already exists there (the registry prepared)."""
     client, _, path = run.registry(destination, selection.name)
     reader = IndexReader(client, path)
+    release_tags = [tag for tag in selection.tags if is_release_tag(tag)]
+    if not release_tags:  # reach it anyway: HTTPS or the insecure fallback is settled now
+        run.retry(client.ping, destination)
     return any(
-        run.retry(partial(reader.manifest, tag), destination) is not None
-        for tag in selection.tags
-        if is_release_tag(tag)
+        run.retry(partial(reader.manifest, tag), destination) is not None for tag in release_tags
     )
 
 
@@ -510,10 +557,7 @@ def _join(
             run.reporter.info(f"{reference} is already up to date ({unchanged[tag][:19]})")
             results.append(Pushed(destination.label, reference, unchanged[tag], "unchanged"))
             continue
-        entries = [
-            run.retry(partial(reader.entry, platform_tag(tag, p), p), destination)
-            for p in platforms
-        ]
+        entries = [run.entry(destination, reader, tag, p) for p in platforms]
         index = build_index(entries)
         protect = is_release_tag(tag) and not run.settings.allow_overwrite
         status = run.retry(
