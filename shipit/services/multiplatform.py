@@ -285,6 +285,16 @@ class _Run:
             self.entries[key] = found
         return self.entries[key]
 
+    def settle(self, destinations: Sequence[Destination], name: str) -> None:
+        """Reach each registry once (GET /v2/), so HTTPS or the engine's insecure fallback is
+        settled before the requests that count; a failure is left for them to report."""
+        for destination in destinations:
+            client = self.registry(destination, name)[0]
+            try:
+                self.retry(client.ping, destination)
+            except RegistryError:
+                continue
+
     def prefetch(
         self, destinations: Sequence[Destination], selection: ImageSelection, platform: Platform
     ) -> None:
@@ -345,9 +355,21 @@ def push_platforms(
         )
     unchanged = {d.label: u for d, u in zip(destinations, found, strict=True)}
     push = partial(push_image, engine=engine, settings=settings, registry_client=registry_client)
-    platform_images = _push_each_platform(push, selection, platforms, destinations, reporter)
     if platform_only:
+        platform_images = _push_each_platform(push, selection, platforms, destinations, reporter)
         return MultiPushResult(pushed=[], platform_images=platform_images)
+    # While the platforms push, each registry is reached once; each platform's index entries
+    # are read as soon as its push ends, so the index is published right after the last one.
+    settled = Background(partial(run.settle, destinations, selection.name), name="shipit-settle")
+
+    def after(platform: Platform) -> None:
+        settled.wait()
+        run.prefetch(destinations, selection, platform)
+
+    platform_images = _push_each_platform(
+        push, selection, platforms, destinations, reporter, after=after
+    )
+    settled.wait()
     with reporter.phase("Publish image indexes"):
         pushed = _join_all(run, selection, platforms, destinations, unchanged)
     return MultiPushResult(pushed=pushed, platform_images=platform_images)
@@ -359,23 +381,21 @@ def _push_each_platform(
     platforms: Sequence[Platform],
     destinations: Sequence[Destination],
     reporter: Reporter,
+    *,
+    after: Callable[[Platform], None] | None = None,
 ) -> list[tuple[Platform, Pushed]]:
-    """Each platform's image pushed under its suffixed tags, the platforms side by side."""
+    """Each platform's image pushed under its suffixed tags, the platforms side by side;
+    `after(platform)` runs in its job once its push has ended."""
     alone = len(platforms) == 1
-    per_platform = run_concurrently(
-        [
-            _named(
-                str(p),
-                partial(
-                    push,
-                    platform_selection(selection, p),
-                    destinations,
-                    reporter=platform_reporter(reporter, p, alone),
-                ),
-            )
-            for p in platforms
-        ]
-    )
+
+    def job(platform: Platform) -> list[Pushed]:
+        view = platform_reporter(reporter, platform, alone)
+        pushed = push(platform_selection(selection, platform), destinations, reporter=view)
+        if after is not None:
+            after(platform)
+        return pushed
+
+    per_platform = run_concurrently([_named(str(p), partial(job, p)) for p in platforms])
     return [
         (p, pushed) for p, group in zip(platforms, per_platform, strict=True) for pushed in group
     ]
@@ -460,7 +480,7 @@ def _release_tags_present(run: _Run, destination: Destination, selection: ImageS
     reader = IndexReader(client, path)
     release_tags = [tag for tag in selection.tags if is_release_tag(tag)]
     if not release_tags:  # reach it anyway: HTTPS or the insecure fallback is settled now
-        run.retry(client.ping, destination)
+        run.settle([destination], selection.name)
     return any(
         run.retry(partial(reader.manifest, tag), destination) is not None for tag in release_tags
     )
