@@ -146,3 +146,38 @@ def test_a_key_without_its_cert_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "client.key").write_text("x")
     with pytest.raises(UsageError, match="missing client certificate"):
         HostCerts.read(tmp_path)
+
+
+def test_a_loopback_registry_is_insecure_without_asking_the_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine always lists 127.0.0.0/8 as insecure: a plain-HTTP loopback registry is
+    reached over HTTP without an engine connection (a `docker info` per client otherwise)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from shipit.adapters import oci
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    asked: list[object] = []
+    monkeypatch.setattr(oci, "_engine_registry_config", lambda env: asked.append(env) or {})
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = oci.RegistryClient(f"127.0.0.1:{server.server_port}", None, timeout=5, env={})
+        client.ping()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert client.scheme == "http"
+    assert asked == []

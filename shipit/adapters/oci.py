@@ -90,6 +90,7 @@ class RegistryClient:
         self.timeout = timeout
         self.env: Mapping[str, str] = environment() if env is None else env
         self._engine_config = engine_config or partial(_engine_registry_config, self.env)
+        self._engine_config_is_asked = engine_config is None
         self._certs = HostCerts.read(certs_dir / self.host)
         self.session: requests.Session = _verifying_session(ssl_context(self.env, self._certs))
         self.verify = True
@@ -292,6 +293,10 @@ class RegistryClient:
         return True
 
     def _is_insecure(self) -> bool:
+        if self._insecure is None and self._engine_config_is_asked and is_loopback(self.host):
+            # The engine always lists 127.0.0.0/8 as insecure (moby's registry defaults):
+            # no engine connection and `docker info` needed to know that.
+            self._insecure = True
         if self._insecure is None:
             answer = self._engine_config()
             if answer:
