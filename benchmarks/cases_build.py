@@ -75,6 +75,18 @@ def heaviest(importtime: str, top: int = 6) -> str:
     return ", ".join(f"{module} {cumul / 1000:.0f} ms" for _s, cumul, _d, module in rows[:top])
 
 
+# The libraries the project's stack fixes for a build (Typer for the CLI, docker-py for the
+# engine, grpcio for a BuildKit session): what any client built on it imports, shipit's own
+# modules aside.
+STACK_MODULES = ("typer", "docker", "grpc")
+
+
+def stack_modules(importtime: str) -> list[str]:
+    """The stack's libraries a build imports (at any depth of ``-X importtime``'s tree)."""
+    found = {module for _s, _c, _depth, module in proc.parse_importtime(importtime)}
+    return [m for m in STACK_MODULES if m in found]
+
+
 def floor_command(modules: Sequence[str]) -> list[str]:
     """An interpreter importing ``modules`` in the order a build did, and nothing else."""
     code = (
@@ -138,6 +150,7 @@ class BuildRun:
     heaviest: str
     builder: str
     emulation: str
+    stack: list[str]
 
 
 def _side(
@@ -172,12 +185,16 @@ def _measure(b: Bench, spec: BuildSpec) -> BuildRun:
                 f"{docker_name}:latest",
             ),
             "floor": _side(b, spec, "floor", floor_command(modules), b.env()),
+            "stack": _side(b, spec, "stack", floor_command(stack_modules(output)), b.env()),
         }
         if spec.legacy_side:
             legacy_env = b.env(DOCKER_BUILDKIT="0")
             sides["legacy"] = _side(b, spec, "legacy", spec.shipit_cmd(), legacy_env, *shipit_tags)
         samples = b.measure(sides, runs=spec.runs or b.cheap_runs, warmup=spec.warmup)
-    return BuildRun(b, spec, samples, modules, heaviest(output), builder_of(output), emulation)
+    return BuildRun(
+        b, spec, samples, modules, heaviest(output), builder_of(output), emulation,
+        stack_modules(output),
+    )  # fmt: skip
 
 
 def _verdicts(ratio: float, targets: Sequence[tuple[str, Target]]) -> str:
@@ -202,6 +219,7 @@ def _result(run: BuildRun) -> list[CaseResult]:
         f"importtime` of the same build), nothing else: median {floor:.3f} s = "
         f"{floor / docker:.2f}x docker build; shipit's build is {shipit - floor:+.3f} s over "
         f"its floor. Slowest of those imports (cumulative, one untimed run): {run.heaviest}.",
+        _stack_note(run, docker),
         f"shipit built with {run.builder} (its default here); QEMU emulation: {run.emulation}.",
     ]
     result = comparison(spec.key, spec.title, a, peer, spec.targets[-1][1], notes=notes)
@@ -211,6 +229,20 @@ def _result(run: BuildRun) -> list[CaseResult]:
     if spec.legacy_side:
         results.append(_legacy_result(run))
     return results
+
+
+def _stack_note(run: BuildRun, docker: float) -> str:
+    """What the stack's own imports leave of the target, for any client built on it."""
+    stack = median(run.samples["stack"])
+    limit = max(target.value for _issue, target in run.spec.targets) * docker
+    names = ", ".join(run.stack)
+    return (
+        f"Stack floor, measured alternately too: an interpreter importing only {names} (the "
+        f"libraries the stack fixes for this build), nothing of shipit: median {stack:.3f} s = "
+        f"{stack / docker:.2f}x docker build. Under the loosest target ({limit:.3f} s) that "
+        f"leaves {limit - stack:.3f} s for the engine's build and everything else a client on "
+        f"this stack does; docker's whole build, its own client included, took {docker:.3f} s."
+    )
 
 
 NEXT = {
@@ -234,7 +266,9 @@ def _explain(run: BuildRun) -> tuple[str, str]:
         out, profiled = b.profile(spec.shipit_cmd()[1:], spec.cwd)
     b.remember(f"{spec.names[0]}:latest", f"{spec.names[0]}:buildcache")
     engine, calls = proc.cprofile_lookup(out, proc.where("engine|buildkit", r"\w*build\w*"))
-    shipit, docker, floor = (median(run.samples[k]) for k in ("shipit", "docker", "floor"))
+    shipit, docker, floor, stack = (
+        median(run.samples[k]) for k in ("shipit", "docker", "floor", "stack")
+    )
     profile = proc.format_cprofile(out) + f"\n(wall {profiled.seconds:.3f} s under cProfile)"
     return profile, (
         f"shipit's median {shipit:.3f} s against docker's {docker:.3f} s. The floor (the "
@@ -242,7 +276,9 @@ def _explain(run: BuildRun) -> tuple[str, str]:
         f"below {floor / docker:.2f}x here unless it imports less; under cProfile shipit "
         f"spent {engine:.3f} s in the engine's build call ({calls} call(s)) and the rest "
         f"({profiled.seconds - engine:.3f} s of {profiled.seconds:.3f} s wall) starting, "
-        f"importing and preparing. {NEXT.get(run.builder, '')}"
+        f"importing and preparing. The stack floor plus that engine call (shipit's reading of "
+        f"its stream included) is {stack + engine:.3f} s = {(stack + engine) / docker:.2f}x: "
+        f"about the least a client on this stack could take here. {NEXT.get(run.builder, '')}"
         + (
             f" shipit asked the engine for {calls} builds where docker build makes one: the "
             "image, then its builder stage as NAME:buildcache. With BuildKit's inline cache "
