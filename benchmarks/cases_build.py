@@ -276,9 +276,10 @@ def _explain(run: BuildRun) -> tuple[str, str]:
         f"below {floor / docker:.2f}x here unless it imports less; under cProfile shipit "
         f"spent {engine:.3f} s in the engine's build call ({calls} call(s)) and the rest "
         f"({profiled.seconds - engine:.3f} s of {profiled.seconds:.3f} s wall) starting, "
-        f"importing and preparing. The stack floor plus that engine call (shipit's reading of "
-        f"its stream included) is {stack + engine:.3f} s = {(stack + engine) / docker:.2f}x: "
-        f"about the least a client on this stack could take here. {NEXT.get(run.builder, '')}"
+        f"importing and preparing. The stack floor plus that engine call is "
+        f"{stack + engine:.3f} s = {(stack + engine) / docker:.2f}x (the call is mostly "
+        f"waiting for the engine; shipit reads the trace in it and, with file sync, serves the "
+        f"context). {NEXT.get(run.builder, '')}"
         + (
             f" shipit asked the engine for {calls} builds where docker build makes one: the "
             "image, then its builder stage as NAME:buildcache. With BuildKit's inline cache "
