@@ -217,3 +217,51 @@ def test_relay_ends_when_a_side_closes() -> None:
     assert not runner.is_alive()
     for sock in (engine_side, local, local_side):
         sock.close()
+
+
+def test_relay_delivers_what_came_before_a_side_closed() -> None:
+    """The engine's last bytes before it hangs up (a final gRPC frame) still reach the
+    session server: the end of one side is not a reason to drop what it sent."""
+    import threading
+
+    from shipit.adapters.engine.buildkit.transport import Relay
+
+    engine, engine_side = socket.socketpair()
+    local, local_side = socket.socketpair()
+    engine.sendall(b"last words")
+    engine.close()
+    relay = Relay(engine_side, local_side)
+    runner = threading.Thread(target=relay.run, daemon=True)
+    runner.start()
+    runner.join(5)
+    assert not runner.is_alive()
+    local.settimeout(5)
+    assert local.recv(100) == b"last words"
+    for sock in (engine_side, local, local_side):
+        sock.close()
+
+
+def test_relay_answers_a_thousand_small_round_trips() -> None:
+    """File sync is many small packets, each answered: every one is passed on at once."""
+    import threading
+
+    from shipit.adapters.engine.buildkit.transport import Relay
+
+    engine, engine_side = socket.socketpair()
+    local, local_side = socket.socketpair()
+    relay = Relay(engine_side, local_side)
+    runner = threading.Thread(target=relay.run, daemon=True)
+    runner.start()
+    engine.settimeout(5)
+    local.settimeout(5)
+    for i in range(1000):
+        message = f"stat {i:04d}".encode()
+        local.sendall(message)
+        assert engine.recv(100) == message
+        engine.sendall(b"ok")
+        assert local.recv(100) == b"ok"
+    relay.stop()
+    runner.join(5)
+    assert not runner.is_alive()
+    for sock in (engine, engine_side, local, local_side):
+        sock.close()
