@@ -149,6 +149,14 @@ class Cleanup:
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
 
+    def track(self, *references: str) -> None:
+        """Remove these tags later, and the images they name now: a tag a later build moves
+        would otherwise leave its earlier image behind, untagged."""
+        for reference in references:
+            self.images.append(reference)
+            with contextlib.suppress(Exception):
+                self.images.append(self.api.inspect_image(reference)["Id"])
+
     def close(self) -> None:
         for container in self.containers:
             with contextlib.suppress(Exception):

@@ -207,7 +207,7 @@ def test_no_cache_runs_the_builder_stage_once_per_build(
         result = run_shipit("build", str(tmp_path), "--name", name, "--no-cache", "--json")
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)
-        engine_cleanup.images.extend([data["image_id"], *data["tags"], f"{name}:buildcache"])
+        engine_cleanup.track(data["image_id"], *data["tags"], f"{name}:buildcache")
         final = _file_in_image(docker_api, data["image_id"], "/token")
         assert final == _file_in_image(docker_api, f"{name}:buildcache", "/token")
         tokens.append(final)

@@ -46,8 +46,8 @@ def _build(
         *args,
         env={"CI": "", **(env or {})},
     )
-    if result.returncode == 0:
-        cleanup.images.extend(json.loads(result.stdout)["tags"])  # --version adds tags
+    if result.returncode == 0:  # --version adds tags; a second build moves them
+        cleanup.track(*json.loads(result.stdout)["tags"], f"{name}:buildcache")
     return result
 
 
