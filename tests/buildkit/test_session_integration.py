@@ -89,6 +89,9 @@ def build(
                 result.image_id = chunk["aux"]["ID"]
             elif "errorDetail" in chunk:
                 result.error = chunk["errorDetail"].get("message", "")
+    if result.image_id and not request.get("tags"):  # untagged: nothing else would remove it
+        with contextlib.suppress(Exception):
+            api.remove_image(result.image_id, force=True)
     return result
 
 
@@ -505,9 +508,13 @@ def test_a_long_build_keeps_its_session_through_the_engines_health_checks(
             status = decode_trace_chunk(chunk)
             if status is not None:
                 result.logs += b"".join(log.data for log in status.logs)
+            elif chunk.get("id") == "moby.image.id":
+                result.image_id = chunk["aux"]["ID"]
             elif "errorDetail" in chunk:
                 result.error = chunk["errorDetail"].get("message", "")
         assert session.alive
+    if result.image_id:  # untagged: removed here, or left behind on the engine
+        docker_api.remove_image(result.image_id, force=True)
     assert result.error is None, result.error
     assert session.health_checks >= 2
     assert hashlib.sha256(value.encode()).hexdigest().encode() in result.logs
