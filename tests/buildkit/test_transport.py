@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -202,66 +202,64 @@ def test_relay_copies_both_ways_at_once_with_the_first_bytes_ahead() -> None:
         sock.close()
 
 
+class RelayPair:
+    """A relay running between two socket pairs: ``engine`` and ``local`` are the far ends."""
+
+    def __init__(self, before: Callable[[socket.socket], None] | None = None) -> None:
+        import threading
+
+        from shipit.adapters.engine.buildkit.transport import Relay
+
+        self.engine, self.engine_side = socket.socketpair()
+        self.local, self.local_side = socket.socketpair()
+        for sock in (self.engine, self.local):
+            sock.settimeout(5)
+        if before is not None:
+            before(self.engine)
+        self.relay = Relay(self.engine_side, self.local_side)
+        self.runner = threading.Thread(target=self.relay.run, daemon=True)
+        self.runner.start()
+
+    def ended(self) -> bool:
+        self.runner.join(5)
+        return not self.runner.is_alive()
+
+    def close(self) -> None:
+        self.relay.stop()
+        self.runner.join(5)
+        for sock in (self.engine, self.engine_side, self.local, self.local_side):
+            sock.close()
+
+
 def test_relay_ends_when_a_side_closes() -> None:
-    import threading
+    pair = RelayPair()
+    pair.engine.close()
+    assert pair.ended()
+    pair.close()
 
-    from shipit.adapters.engine.buildkit.transport import Relay
 
-    engine, engine_side = socket.socketpair()
-    local, local_side = socket.socketpair()
-    relay = Relay(engine_side, local_side)
-    runner = threading.Thread(target=relay.run, daemon=True)
-    runner.start()
+def _last_words(engine: socket.socket) -> None:
+    engine.sendall(b"last words")
     engine.close()
-    runner.join(5)
-    assert not runner.is_alive()
-    for sock in (engine_side, local, local_side):
-        sock.close()
 
 
 def test_relay_delivers_what_came_before_a_side_closed() -> None:
     """The engine's last bytes before it hangs up (a final gRPC frame) still reach the
     session server: the end of one side is not a reason to drop what it sent."""
-    import threading
-
-    from shipit.adapters.engine.buildkit.transport import Relay
-
-    engine, engine_side = socket.socketpair()
-    local, local_side = socket.socketpair()
-    engine.sendall(b"last words")
-    engine.close()
-    relay = Relay(engine_side, local_side)
-    runner = threading.Thread(target=relay.run, daemon=True)
-    runner.start()
-    runner.join(5)
-    assert not runner.is_alive()
-    local.settimeout(5)
-    assert local.recv(100) == b"last words"
-    for sock in (engine_side, local, local_side):
-        sock.close()
+    pair = RelayPair(before=_last_words)
+    assert pair.ended()
+    assert pair.local.recv(100) == b"last words"
+    pair.close()
 
 
 def test_relay_answers_a_thousand_small_round_trips() -> None:
     """File sync is many small packets, each answered: every one is passed on at once."""
-    import threading
-
-    from shipit.adapters.engine.buildkit.transport import Relay
-
-    engine, engine_side = socket.socketpair()
-    local, local_side = socket.socketpair()
-    relay = Relay(engine_side, local_side)
-    runner = threading.Thread(target=relay.run, daemon=True)
-    runner.start()
-    engine.settimeout(5)
-    local.settimeout(5)
+    pair = RelayPair()
     for i in range(1000):
         message = f"stat {i:04d}".encode()
-        local.sendall(message)
-        assert engine.recv(100) == message
-        engine.sendall(b"ok")
-        assert local.recv(100) == b"ok"
-    relay.stop()
-    runner.join(5)
-    assert not runner.is_alive()
-    for sock in (engine, engine_side, local, local_side):
-        sock.close()
+        pair.local.sendall(message)
+        assert pair.engine.recv(100) == message
+        pair.engine.sendall(b"ok")
+        assert pair.local.recv(100) == b"ok"
+    pair.close()
+    assert not pair.runner.is_alive()
