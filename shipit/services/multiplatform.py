@@ -307,7 +307,7 @@ class _Run:
                 try:
                     self.entry(destination, reader, tag, platform)
                 except RegistryError:
-                    return
+                    break  # this registry's join reads it again and reports
 
     def retry(self, fn: Callable[[], T], destination: Destination) -> T:
         def on_retry(attempt: int, error: RegistryError, delay: float) -> None:
@@ -465,13 +465,14 @@ def release_platforms(
 def _guarded_release(
     run: _Run, destinations: Sequence[Destination], selection: ImageSelection
 ) -> bool:
-    """Whether a release tag of the selection exists at any destination (each registry
+    """Whether the pushes must wait until every platform is built: a release tag of the
+    selection exists at some destination and --allow-overwrite is not given (each registry
     prepared, logged in and reached once on the way)."""
     existing = run_jobs(
         [_named(d.label, partial(_release_tags_present, run, d, selection)) for d in destinations],
         name="shipit-registry",
     )
-    return any(existing)
+    return any(existing) and not run.settings.allow_overwrite
 
 
 def _release_tags_present(run: _Run, destination: Destination, selection: ImageSelection) -> bool:

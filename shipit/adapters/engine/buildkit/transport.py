@@ -295,8 +295,7 @@ class Relay:
     before anything else (bytes read past the 101 response head).
 
     What is read is written on at once; a side is watched for writability only while bytes
-    wait for it, so a file sync of a thousand small packets costs one read and one write
-    each, with the selector's registrations untouched.
+    wait for it.
     """
 
     CHUNK = 64 * 1024
@@ -307,7 +306,6 @@ class Relay:
         self._peer = {a: b, b: a}
         self._out: dict[socket.socket, bytearray] = {a: bytearray(), b: bytearray(first)}
         self._retry_read: set[socket.socket] = set()
-        self._events: dict[socket.socket, int] = {a: 0, b: 0}
         self._wake_r, self._wake_w = socket.socketpair()
 
     def stop(self) -> None:
@@ -324,8 +322,7 @@ class Relay:
             sock.setblocking(False)
         selector.register(self._wake_r, selectors.EVENT_READ)
         try:
-            if not self._write(self.b):
-                return
+            self._write(self.b)
             while True:
                 self._update_interest(selector)
                 for key, mask in selector.select():
@@ -351,16 +348,16 @@ class Relay:
                 events |= selectors.EVENT_READ
             if self._out[sock] or sock in self._retry_read:
                 events |= selectors.EVENT_WRITE
-            was = self._events[sock]
-            if events == was:
-                continue
-            if not was:
+            try:
+                key = selector.get_key(sock)
+            except KeyError:
+                key = None
+            if key is None and events:
                 selector.register(sock, events)
-            elif not events:
+            elif key is not None and not events:
                 selector.unregister(sock)
-            else:
+            elif key is not None and key.events != events:
                 selector.modify(sock, events)
-            self._events[sock] = events
 
     def _service(self, sock: socket.socket, mask: int) -> bool:
         import selectors
