@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from shipit.services.builders import (
     BUILDKIT,
     LEGACY,
     base_images,
+    build_node_id,
     check_platform,
     choose_builder,
     credentials_lookup,
@@ -239,3 +241,37 @@ def test_doctor_says_which_builder_will_be_used() -> None:
     wrong = check_builder(_Engine(ENGINE_OLD), {"DOCKER_BUILDKIT": "1"}, None)
     assert wrong.ok is False and "BuildKit was requested" in wrong.detail
     assert check_builder(None, {}, None).ok is None
+
+
+# ---------------------------------------------------------------- the build node id
+
+
+def test_node_id_is_kept_and_reused(tmp_path: Path) -> None:
+    env = {"SHIPIT_CACHE_DIR": str(tmp_path / "cache")}
+    first = build_node_id(env)
+    assert len(first) == 64 and build_node_id(env) == first
+    assert (tmp_path / "cache" / "buildkit-node-id").read_text() == first + "\n"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["buildkit-node-id"]
+    (tmp_path / "cache" / "buildkit-node-id").write_text("not an id\n")
+    replaced = build_node_id(env)
+    assert replaced != first and build_node_id(env) == replaced
+
+
+def test_builds_starting_together_all_get_the_first_node_id(tmp_path: Path) -> None:
+    # One build per platform starts at once on a machine that has no id yet.
+    for attempt in range(20):
+        env = {"SHIPIT_CACHE_DIR": str(tmp_path / f"cache-{attempt}")}
+        start = threading.Barrier(6)
+        ids: list[str] = []
+
+        def build(env: dict[str, str], start: threading.Barrier, ids: list[str]) -> None:
+            start.wait()
+            ids.append(build_node_id(env))
+
+        threads = [threading.Thread(target=build, args=(env, start, ids)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(set(ids)) == 1, f"attempt {attempt}: {len(set(ids))} different ids"
+        assert build_node_id(env) == ids[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ RELEASE_TAGS = {
     for v in ("1.0.0", "2.0.0", "3.1.4", "4.0.0")
 }
 LIST_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
+# `-v`'s file sync line of each platform: the platform and how many files the engine asked for.
+SYNCED = re.compile(r"\[(linux/\w+)\] context sent through file sync: .*?, (\d+) files? \(")
 
 
 @dataclass
@@ -204,6 +207,32 @@ def test_build_two_platforms_keeps_each_under_a_suffixed_tag(
         assert ran.stdout.strip() == machine
     # No plain tag: the engine's store holds one platform per tag.
     assert multi_project.cleanup.run("image", "inspect", f"{name}:t1", check=False).returncode != 0
+
+
+def test_rebuilding_two_platforms_sends_each_platforms_files_once(
+    multi_project: MultiProject,
+) -> None:
+    """Each platform copies its own file (`COPY blob-${TARGETARCH}`), as images of prebuilt
+    binaries do. Both builds run side by side, each with its own shared key: the engine keeps a
+    copy of the context per platform, so a rebuild of unchanged files asks for none of them
+    (with one key, each build got either copy and re-fetched the other platform's file)."""
+    name = multi_project.name
+    for arch in ("amd64", "arm64"):
+        (multi_project.path / f"blob-{arch}").write_bytes(os.urandom(256 * 1024))
+        multi_project.cleanup.images.append(f"{name}:latest-linux-{arch}")
+    (multi_project.path / "Dockerfile").write_text(
+        f"FROM {multi_project.base}:${{TARGETARCH}}\nARG TARGETARCH\nCOPY blob-${{TARGETARCH}} /blob\n"
+    )
+    sent: list[list[str]] = []
+    for _ in range(3):
+        result = run_shipit(
+            "build", str(multi_project.path), "--name", name, "--platform", PLATFORMS, "-v",
+            env={"SHIPIT_BUILD_CONTEXT": "sync"},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        sent.append(sorted(SYNCED.findall(result.stderr)))
+    assert sent[0] == [("linux/amd64", "1"), ("linux/arm64", "1")]
+    assert sent[1] == sent[2] == [("linux/amd64", "0"), ("linux/arm64", "0")]
 
 
 def test_build_for_a_platform_without_emulator_fails_before_building(

@@ -88,3 +88,31 @@ def test_a_platform_without_emulator_fails_before_the_engine_builds_or_runs(
     assert "qemu-user-static" in result.output and "binfmt-support" in result.output
     assert "Traceback" not in result.output
     assert not [c for c in fake_api.calls if c[0] in ("build", "_post", "create_container")]
+
+
+@pytest.fixture
+def arm64_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine whose binfmt_misc runs arm64 binaries through QEMU."""
+    binfmt = tmp_path / "binfmt_misc"
+    binfmt.mkdir()
+    (binfmt / "status").write_text("enabled\n")
+    (binfmt / "qemu-aarch64").write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt/x\n")
+    monkeypatch.setattr("shipit.platforms.BINFMT_DIR", binfmt)
+
+
+def test_platforms_building_side_by_side_keep_a_context_copy_each(
+    project: Path, fake_api: FakeAPI, arm64_emulator: None
+) -> None:
+    sync = {"SHIPIT_BUILD_CONTEXT": "sync"}
+    single = runner.invoke(app, ["build", "--platform", "linux/arm64"], env=sync)
+    assert single.exit_code == 0, single.output
+    both = runner.invoke(app, ["build", "--platform", "linux/amd64,linux/arm64"], env=sync)
+    assert both.exit_code == 0, both.output
+    docker_key, *platform_keys = [s.shared_key for s in fake_api.sessions]
+    # One build at a time shares the key the docker CLI would send for the directory; builds
+    # running side by side each get one, so the engine keeps a copy of the context per platform.
+    assert len(docker_key) == 64
+    assert len(platform_keys) == 2 and len({docker_key, *platform_keys}) == 3
+    again = runner.invoke(app, ["build", "--platform", "linux/amd64,linux/arm64"], env=sync)
+    assert again.exit_code == 0, again.output
+    assert sorted(s.shared_key for s in fake_api.sessions[3:]) == sorted(platform_keys)

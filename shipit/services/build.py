@@ -98,6 +98,9 @@ class BuildSettings:
     session: SessionPlan = field(default_factory=SessionPlan)
     # How BuildKit gets the context: "sync" (file sync in the session) or "tar" (request body).
     context_transport: str = "auto"
+    # Keeps this build's copy of the context in the engine apart from other builds of the same
+    # directory (the platform, when several platforms build side by side); "" as docker does.
+    context_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -614,7 +617,9 @@ def _build_synced(
     from shipit.services.builders import build_node_id
 
     synced = sync_context(settings.context, settings.dockerfile)
-    key = build_shared_key(settings.context, build_node_id(settings.session.env))
+    key = build_shared_key(
+        settings.context, build_node_id(settings.session.env), settings.context_key
+    )
     try:
         image_ids = run(
             {**request, "dockerfile": synced.dockerfile, "remote": "client-session"},

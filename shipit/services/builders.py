@@ -7,6 +7,7 @@ registry credentials) is opened only when a build needs one, so most builds neve
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -413,8 +414,12 @@ def pick_transport(requested: str, facts: ContextFacts, session_needed: bool) ->
 
 def build_node_id(env: Mapping[str, str]) -> str:
     """A random id kept once per machine in shipit's cache directory (docker keeps its own
-    in ~/.docker/.buildNodeID): with the context directory it keys what the engine keeps."""
+    in ~/.docker/.buildNodeID): with the context directory it keys what the engine keeps.
+    The first id written wins: builds starting side by side (one per platform) on a machine
+    without one all read the same id."""
+    import os
     import secrets as random_ids
+    import tempfile
     from pathlib import Path
 
     if env.get("SHIPIT_CACHE_DIR"):
@@ -424,19 +429,36 @@ def build_node_id(env: Mapping[str, str]) -> str:
     else:
         base = Path(env.get("HOME") or Path.home()) / ".cache" / "shipit"
     path = base / "buildkit-node-id"
-    try:
-        found = path.read_text(encoding="ascii").strip()
-        if re.fullmatch(r"[0-9a-f]{32,64}", found):
-            return found
-    except OSError:
-        pass
+    found = _node_id(path)
+    if found:
+        return found
     node = random_ids.token_hex(32)
     try:
         base.mkdir(parents=True, exist_ok=True)
-        path.write_text(node + "\n", encoding="ascii")
+        fd, written = tempfile.mkstemp(dir=base, prefix=".buildkit-node-id-")
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(node + "\n")
+        try:
+            os.link(written, path)  # creates it only if no other build has: atomic
+        except FileExistsError:
+            found = _node_id(path)
+            if found:
+                return found
+            os.replace(written, path)  # what was there is no id: replace it
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(written)
     except OSError:
         pass  # a read-only home: this build still works, the next one syncs everything
     return node
+
+
+def _node_id(path: Any) -> str | None:
+    try:
+        found = str(path.read_text(encoding="ascii")).strip()
+    except OSError:
+        return None
+    return found if re.fullmatch(r"[0-9a-f]{32,64}", found) else None
 
 
 @dataclass(frozen=True)

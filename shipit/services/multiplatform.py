@@ -156,7 +156,8 @@ def _build_one(
     build: BuildFn,
 ) -> PlatformImage:
     selection = platform_selection(settings.image, platform)
-    result = build(replace(settings, image=selection, platform=str(platform)), engine, reporter)
+    own = replace(settings, image=selection, platform=str(platform), context_key=str(platform))
+    result = build(own, engine, reporter)
     info = engine.require_image(result.image_id)
     declared = image_platform(info.raw)
     if not platform.matches(declared.os, declared.architecture, declared.variant):

@@ -290,6 +290,9 @@ def test_shared_key_is_stable_per_directory_and_node(tmp_path: Path) -> None:
     key = build_shared_key(tmp_path, "node")
     assert key == build_shared_key(tmp_path / ".", "node")
     assert len(key) == 64 and key != build_shared_key(tmp_path, "other")
+    arm64 = build_shared_key(tmp_path, "node", "linux/arm64")
+    assert arm64 == build_shared_key(tmp_path / ".", "node", "linux/arm64")
+    assert len({key, arm64, build_shared_key(tmp_path, "node", "linux/amd64")}) == 3
 
 
 # ------------------------------------------------------------------------- what is offered

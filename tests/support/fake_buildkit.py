@@ -158,6 +158,7 @@ class FakeSession:
 
     def __init__(self, api: Any, providers: Iterable[Any], **kwargs: Any):
         self.providers = list(providers)
+        self.shared_key = str(kwargs.get("shared_key") or "")
         self.id = f"fake-session-{len(api.sessions) + 1}"
         api.sessions.append(self)
 
@@ -219,4 +220,7 @@ class BuildKitFakeMixin:
         image_id = "sha256:" + hashlib.sha256(tag.encode()).hexdigest()  # as fakes.image_id_for
         missing = [ref for ref in recorded["cache_from"] or [] if api._find(ref) is None]
         api.add_image(tag, image_id)
+        if recorded["platform"]:  # the image declares the platform it was built for
+            os_name, _, arch = str(recorded["platform"]).partition("/")
+            api.images[image_id].update({"Os": os_name, "Architecture": arch})
         return _Response(success(image_id, missing))

@@ -430,10 +430,13 @@ def sync_context(
     return SyncedContext(provider, name)
 
 
-def build_shared_key(context_dir: Path, node_id: str) -> str:
+def build_shared_key(context_dir: Path, node_id: str, variant: str = "") -> str:
     """The session's shared key for a context, derived as the docker CLI derives it
     (sha256 of ``<node id>:<dir>``; shipit uses the resolved path). The engine keeps the files
     it received under this key: the same key on the next build is what lets it ask only for
-    the files that changed."""
+    the files that changed. A ``variant`` (the platform of one of several builds running side
+    by side) gets a key, and so a kept copy, of its own: builds that share a key at the same
+    time get a copy each, at random, and each then sends what the other's copy lacks."""
     real = os.path.realpath(context_dir)
-    return hashlib.sha256(f"{node_id}:{real}".encode()).hexdigest()
+    suffix = f":{variant}" if variant else ""
+    return hashlib.sha256(f"{node_id}:{real}{suffix}".encode()).hexdigest()
