@@ -14,6 +14,7 @@ from shipit.adapters.registry_trust import (
     is_loopback,
     proxy_for,
     split_host,
+    ssl_context,
 )
 from shipit.errors import UsageError
 
@@ -181,3 +182,21 @@ def test_a_loopback_registry_is_insecure_without_asking_the_engine(
         server.server_close()
     assert client.scheme == "http"
     assert asked == []
+
+
+def test_clients_share_the_tls_context_of_the_same_files(tmp_path: Path) -> None:
+    from tests.support.trust import make_pki
+
+    pki = make_pki(tmp_path / "pki", ())
+    host = tmp_path / "certs.d" / "reg.example:5000"
+    host.mkdir(parents=True)
+    (host / "ca.crt").write_bytes(pki.ca.read_bytes())
+    certs = HostCerts.read(host)
+    first = ssl_context({}, certs)
+    assert ssl_context({}, certs) is first  # a second client loads nothing again
+    assert first.cert_store_stats()["x509_ca"] > 1  # the system's CAs and certs.d's
+    assert ssl_context({}, HostCerts()) is not first
+    bundle = {"SSL_CERT_FILE": str(pki.ca)}
+    assert ssl_context(bundle, HostCerts()).cert_store_stats()["x509_ca"] == 1
+    (host / "ca.crt").write_bytes(pki.ca.read_bytes() + b"\n")  # changed: loaded afresh
+    assert ssl_context({}, HostCerts.read(host)) is not first

@@ -19,6 +19,7 @@ import ipaddress
 import os
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,8 +175,37 @@ class HostCerts:
 
 
 def ssl_context(env: Mapping[str, str], certs: HostCerts) -> ssl.SSLContext:
-    """A verifying TLS context: the base CAs, certs.d's CAs and client certificate."""
+    """A verifying TLS context: the base CAs, certs.d's CAs and client certificate.
+
+    Loading CAs costs tens of milliseconds of CPU, so registry clients of one process share the
+    context of the same files (a file that changed since gets a new one)."""
     bundle = _ca_bundle(env)
+    key = tuple(
+        _file_key(path)
+        for path in (bundle, *certs.cas, *(p for pair in certs.client_pairs for p in pair))
+    )
+    with _CONTEXTS_LOCK:
+        context = _CONTEXTS.get(key)
+        if context is None:
+            context = _CONTEXTS[key] = _new_ssl_context(bundle, certs)
+        return context
+
+
+_CONTEXTS: dict[tuple[tuple[str, int, int], ...], ssl.SSLContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def _file_key(path: str | Path | None) -> tuple[str, int, int]:
+    if not path:
+        return ("", 0, 0)
+    try:
+        found = os.stat(path)
+    except OSError:
+        return (str(path), 0, 0)
+    return (str(path), found.st_mtime_ns, found.st_size)
+
+
+def _new_ssl_context(bundle: str | None, certs: HostCerts) -> ssl.SSLContext:
     try:
         if bundle and os.path.isdir(bundle):
             context = ssl.create_default_context(capath=bundle)
@@ -183,7 +213,8 @@ def ssl_context(env: Mapping[str, str], certs: HostCerts) -> ssl.SSLContext:
             context = ssl.create_default_context(cafile=bundle)
         else:
             context = ssl.create_default_context()
-            _add_certifi(context)
+            if not context.cert_store_stats()["x509_ca"]:
+                _add_certifi(context)
         for ca in certs.cas:
             context.load_verify_locations(cafile=str(ca))
         for cert, key in certs.client_pairs:
