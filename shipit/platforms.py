@@ -187,6 +187,12 @@ def is_local_engine(engine_host: str) -> bool:
     )
 
 
+def runs_natively(platform: Platform, engine_arch: str) -> bool:
+    """Whether an engine of `engine_arch` runs `platform`'s binaries without emulation."""
+    native = _normal_arch(engine_arch)
+    return platform.architecture == native or platform.architecture in _NATIVE_TOO.get(native, ())
+
+
 def check_buildable(
     platforms: Sequence[Platform],
     *,
@@ -206,7 +212,7 @@ def check_buildable(
                 f"the engine runs {engine_os} containers and cannot build {platform}",
                 hint="point DOCKER_HOST at an engine for that OS",
             )
-        if platform.architecture == native or platform.architecture in _NATIVE_TOO.get(native, ()):
+        if runs_natively(platform, native):
             continue
         if emulation is None or emulation.runs(platform):
             continue

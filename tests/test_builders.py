@@ -275,3 +275,23 @@ def test_builds_starting_together_all_get_the_first_node_id(tmp_path: Path) -> N
             thread.join()
         assert len(set(ids)) == 1, f"attempt {attempt}: {len(set(ids))} different ids"
         assert build_node_id(env) == ids[0]
+
+
+# ---------------------------------------------------------------- the first step
+
+
+def test_first_step_is_a_step_that_is_not_internal_loading() -> None:
+    from shipit.adapters.engine.buildkit.trace import StepStarted
+
+    seen: list[object] = []
+    firsts: list[bool] = []
+    on_event = builders._watch_first_step(seen.append, lambda: firsts.append(True))
+    events = [
+        StepStarted(1, "[internal] load build definition from Dockerfile"),
+        StepStarted(2, "[internal] load metadata for docker.io/library/busybox:latest"),
+    ]
+    for event in events:
+        on_event(event)
+    assert firsts == [] and seen == events  # every event still reaches the view
+    on_event(StepStarted(3, "[1/3] FROM docker.io/library/busybox:latest"))
+    assert firsts == [True]

@@ -215,7 +215,8 @@ def test_rebuilding_two_platforms_sends_each_platforms_files_once(
     """Each platform copies its own file (`COPY blob-${TARGETARCH}`), as images of prebuilt
     binaries do. Both builds run side by side, each with its own shared key: the engine keeps a
     copy of the context per platform, so a rebuild of unchanged files asks for none of them
-    (with one key, each build got either copy and re-fetched the other platform's file)."""
+    (with one key, each build got either copy and re-fetched the other platform's file).
+    The emulated build starts first."""
     name = multi_project.name
     for arch in ("amd64", "arm64"):
         (multi_project.path / f"blob-{arch}").write_bytes(os.urandom(256 * 1024))
@@ -231,6 +232,10 @@ def test_rebuilding_two_platforms_sends_each_platforms_files_once(
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         sent.append(sorted(SYNCED.findall(result.stderr)))
+        # The emulated build leads: the native one starts once arm64's first step has begun.
+        lines = [line for line in result.stderr.splitlines() if re.search(r"\] #\d+ ", line)]
+        first_amd64 = next(i for i, line in enumerate(lines) if "[linux/amd64]" in line)
+        assert any("[linux/arm64]" in line and "[1/2] FROM" in line for line in lines[:first_amd64])
     assert sent[0] == [("linux/amd64", "1"), ("linux/arm64", "1")]
     assert sent[1] == sent[2] == [("linux/amd64", "0"), ("linux/arm64", "0")]
 

@@ -26,7 +26,9 @@ from shipit.platforms import (
     parse_platform,
     parse_platforms,
     platform_tag,
+    runs_natively,
 )
+from shipit.services.multiplatform import start_order
 
 ARM64 = Platform("linux", "arm64")
 AMD64 = Platform("linux", "amd64")
@@ -125,6 +127,37 @@ def test_check_buildable_allows_native_and_emulated(tmp_path: Path) -> None:
     check_buildable(
         [Platform("linux", "s390x")], engine_os="linux", engine_arch="amd64", emulation=None
     )
+
+
+def test_runs_natively_knows_the_engines_own_and_compatible_architectures() -> None:
+    assert runs_natively(AMD64, "x86_64") and runs_natively(ARM64, "aarch64")
+    assert runs_natively(Platform("linux", "386"), "amd64")
+    assert not runs_natively(ARM64, "amd64") and not runs_natively(AMD64, "arm64")
+
+
+class _Engine:
+    def __init__(self, arch: str) -> None:
+        self.arch = arch
+
+    def version(self) -> dict[str, str]:
+        return {"Os": "linux", "Arch": self.arch}
+
+
+@pytest.mark.parametrize(
+    ("arch", "platforms", "leaders"),
+    [
+        ("amd64", [AMD64, ARM64], ["linux/arm64"]),
+        ("arm64", [AMD64, ARM64], ["linux/amd64"]),
+        # Nobody to lead: all emulated, or all native.
+        ("amd64", [ARM64, Platform("linux", "s390x")], []),
+        ("amd64", [AMD64, Platform("linux", "386")], []),
+    ],
+)
+def test_emulated_builds_lead_the_native_ones(
+    arch: str, platforms: list[Platform], leaders: list[str]
+) -> None:
+    order = start_order(platforms, _Engine(arch))  # type: ignore[arg-type]
+    assert [str(p) for p in platforms if order.leads(str(p))] == leaders
 
 
 def test_check_buildable_refuses_without_emulator_naming_qemu(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -101,6 +101,9 @@ class BuildSettings:
     # Keeps this build's copy of the context in the engine apart from other builds of the same
     # directory (the platform, when several platforms build side by side); "" as docker does.
     context_key: str = ""
+    # Called when the engine starts the build's first step (not its [internal] loading);
+    # several platforms building side by side use it to let the slow, emulated ones lead.
+    on_first_step: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -601,6 +604,7 @@ def _build_buildkit(
         plan=settings.session,
         cache_sources=settings.cache_from,
         own_cache_sources=[cache_image_ref(ref) for ref in settings.cache_from],
+        on_first_step=settings.on_first_step,
     )
     if archive is not None:
         return run({**request, "dockerfile": archive.dockerfile}, fileobj=archive.fileobj)[0]

@@ -312,12 +312,14 @@ def build_stages(
     extra_providers: Sequence[Any] = (),
     session_name: str = "shipit",
     shared_key: str = "",
+    on_first_step: Callable[[], None] | None = None,
 ) -> list[str]:
     """Build each stage in order (one session for all of them); their image ids, in order.
 
     ``request`` holds the BuildRequest fields every stage shares; ``cache_sources`` are the
     --cache-from images (an unavailable one is a warning), ``own_cache_sources`` the ones
     shipit adds (their builder-stage images; missing is normal, said with -v).
+    ``on_first_step`` is called when the engine starts a step that is not [internal].
     """
     from shipit.adapters.engine.buildkit.transport import BuildRequest
 
@@ -337,7 +339,9 @@ def build_stages(
             **request,
         )
         session = {"session_name": session_name, "shared_key": shared_key}
-        image_id, trace = _one_stage(engine, reporter, build_request, fileobj, providers, session)
+        image_id, trace = _one_stage(
+            engine, reporter, build_request, fileobj, providers, session, on_first_step
+        )
         image_ids.append(image_id)
         for reference, error in trace.unavailable_caches:
             say = reporter.warn if reference in cache_sources else reporter.detail
@@ -357,6 +361,7 @@ def _one_stage(
     fileobj: Any,
     providers: Sequence[Any],
     session: Mapping[str, str],
+    on_first_step: Callable[[], None] | None = None,
 ) -> tuple[str, Any]:
     from shipit.adapters.engine.buildkit.build import run_build
     from shipit.adapters.engine.buildkit.trace import BuildTrace
@@ -365,15 +370,29 @@ def _one_stage(
     tag = request.tags[0]
     trace = BuildTrace()
     with build_progress(reporter, f"Building {tag}") as view:
+        on_event = view if on_first_step is None else _watch_first_step(view, on_first_step)
         image_id = run_build(
-            engine, request, fileobj, providers=providers, on_event=view, trace=trace, **session
-        )
+            engine, request, fileobj, providers=providers, on_event=on_event, trace=trace,
+            **session,
+        )  # fmt: skip
     done, cached = trace.counts()
     took = trace.total_seconds
     timing = f" in {took:.1f}s" if took is not None else ""
     steps = "1 step" if done == 1 else f"{done} steps"
     reporter.info(f"built {tag}{timing}: {steps}, {cached} cached")
     return image_id, trace
+
+
+def _watch_first_step(view: Callable[[Any], None], first_step: Callable[[], None]) -> Any:
+    """`view`, also calling `first_step` when a step that is not [internal] starts."""
+    from shipit.adapters.engine.buildkit.trace import StepStarted
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, StepStarted) and not event.name.startswith("[internal]"):
+            first_step()
+        view(event)
+
+    return on_event
 
 
 # ---------------------------------------------------------------- the context through file sync

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -77,3 +78,29 @@ class Background(Generic[T]):
             assert self._error is not None
             raise self._error
         return self._result  # type: ignore[return-value]
+
+
+class HeadStart:
+    """Lets the jobs of `leaders` get under way before the others start.
+
+    Each leader calls `under_way(key)` once it is running (and again, harmlessly, when it
+    ends, so a leader that fails early holds nobody); `wait()` holds a follower until every
+    leader is under way, never longer than `limit` seconds.
+    """
+
+    def __init__(self, leaders: Iterable[Hashable], *, limit: float) -> None:
+        self._leaders = {key: threading.Event() for key in leaders}
+        self.limit = limit
+
+    def leads(self, key: Hashable) -> bool:
+        return key in self._leaders
+
+    def under_way(self, key: Hashable) -> None:
+        event = self._leaders.get(key)
+        if event is not None:
+            event.set()
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + self.limit
+        for event in self._leaders.values():
+            event.wait(max(0.0, deadline - time.monotonic()))

@@ -27,9 +27,10 @@ from shipit.platforms import (
     image_platform,
     is_local_engine,
     platform_tag,
+    runs_natively,
 )
 from shipit.services.build import BuildResult, BuildSettings, ImageSelection
-from shipit.services.concurrency import Background
+from shipit.services.concurrency import Background, HeadStart
 from shipit.services.concurrency import run_concurrently as run_jobs
 from shipit.services.push import Pushed, PushSettings, push_image
 from shipit.services.registries import Destination
@@ -118,7 +119,18 @@ def require_buildable(platforms: Sequence[Platform], engine: Engine) -> None:
     )
 
 
+def start_order(platforms: Sequence[Platform], engine: Engine) -> HeadStart:
+    """The order to start the builds in: the engine's own platforms start once the emulated
+    ones (the slow builds, a release's critical path) have begun their first step, so those
+    get the engine and the CPU first; all at once when every platform is native or emulated."""
+    arch = str(engine.version().get("Arch") or "amd64")
+    emulated = [str(p) for p in platforms if not runs_natively(p, arch)]
+    return HeadStart(emulated if len(emulated) < len(platforms) else [], limit=HEAD_START_LIMIT)
+
+
 BuildFn = Callable[[BuildSettings, Engine, Reporter], BuildResult]
+# The longest the native builds wait for the emulated ones to get under way.
+HEAD_START_LIMIT = 1.0
 
 
 def build_platforms(
@@ -131,6 +143,7 @@ def build_platforms(
     """Build every platform (concurrently) under platform-suffixed tags; check each image's
     declared platform, so a builder that ignores --platform never passes for a multi build."""
     require_buildable(platforms, engine)
+    order = start_order(platforms, engine)
     # One builder-stage cache tag cannot hold several platforms.
     base = replace(settings, cache_stage=None)
     alone = len(platforms) == 1
@@ -138,11 +151,14 @@ def build_platforms(
         [
             _named(
                 str(p),
-                partial(_build_one, base, p, engine, platform_reporter(reporter, p, alone), build),
+                partial(
+                    _build_one, base, p, engine, platform_reporter(reporter, p, alone), build,
+                    order,
+                ),
             )
             for p in platforms
         ]
-    )
+    )  # fmt: skip
     return MultiBuildResult(
         name=settings.image.name, tags=settings.image.tags, images=tuple(images)
     )
@@ -154,10 +170,21 @@ def _build_one(
     engine: Engine,
     reporter: Reporter,
     build: BuildFn,
+    order: HeadStart,
 ) -> PlatformImage:
+    """One platform's build, under its own context key; an emulated one signals `order` when
+    under way, a native one waits for that first."""
+    key = str(platform)
     selection = platform_selection(settings.image, platform)
-    own = replace(settings, image=selection, platform=str(platform), context_key=str(platform))
-    result = build(own, engine, reporter)
+    own = replace(settings, image=selection, platform=key, context_key=key)
+    if order.leads(key):
+        own = replace(own, on_first_step=partial(order.under_way, key))
+    else:
+        order.wait()
+    try:
+        result = build(own, engine, reporter)
+    finally:
+        order.under_way(key)
     info = engine.require_image(result.image_id)
     declared = image_platform(info.raw)
     if not platform.matches(declared.os, declared.architecture, declared.variant):
@@ -426,6 +453,7 @@ def release_platforms(
     if push_settings.push_cache:
         raise UsageError("--push-cache works with single-platform builds only")
     require_buildable(platforms, engine)
+    order = start_order(platforms, engine)
     selection = settings.image
     run = _Run(reporter, push_settings, registry_client, engine=engine)
     guarded = Background(
@@ -436,7 +464,7 @@ def release_platforms(
     push = partial(push_image, registry_client=registry_client)
 
     def pipeline(platform: Platform, view: Reporter) -> tuple[PlatformImage, list[Pushed]]:
-        image = _build_one(base, platform, engine, view, build)
+        image = _build_one(base, platform, engine, view, build, order)
         if not guarded.wait() or guarded.result():
             return image, []
         pushed = push(platform_selection(selection, platform), destinations, engine, view,
