@@ -341,6 +341,12 @@ def _result(
         "registry, so each run builds, compresses and uploads everything; the images a run "
         "leaves are removed after it (untimed). Side A also publishes one image index per "
         "tag, which side B does not.",
+        "What differs besides running side by side: in A the emulated build starts first and "
+        "the native one once the emulated one has begun its first step, and each platform's "
+        "build keeps its own copy of the context in the engine, so after the warm-up A sends "
+        "neither random file again. B's two single-platform releases share one copy, keyed by "
+        f"the directory as the docker CLI keys it, so each sends its platform's {work.mb} MB "
+        "file again in every run (the other platform's release replaced it).",
         f"Target {TARGET.describe()} ({ISSUE}): {'met' if TARGET.met(m.both / m.seq) else 'missed'}"
         f". Side B's single releases: amd64 median {m.release_amd64:.3f} s, arm64 "
         f"{m.release_arm64:.3f} s; with the shorter wholly hidden under the longer, A would "
