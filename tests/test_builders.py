@@ -289,9 +289,10 @@ def test_first_step_is_a_step_that_is_not_internal_loading() -> None:
     events = [
         StepStarted(1, "[internal] load build definition from Dockerfile"),
         StepStarted(2, "[internal] load metadata for docker.io/library/busybox:latest"),
+        StepStarted(3, "importing cache manifest from demo:buildcache"),
     ]
     for event in events:
         on_event(event)
     assert firsts == [] and seen == events  # every event still reaches the view
-    on_event(StepStarted(3, "[1/3] FROM docker.io/library/busybox:latest"))
+    on_event(StepStarted(4, "[1/3] FROM docker.io/library/busybox:latest"))
     assert firsts == [True]

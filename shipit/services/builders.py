@@ -385,10 +385,10 @@ def _one_stage(
 
 def _watch_first_step(view: Callable[[Any], None], first_step: Callable[[], None]) -> Any:
     """`view`, also calling `first_step` when a step that is not [internal] starts."""
-    from shipit.adapters.engine.buildkit.trace import StepStarted
+    from shipit.adapters.engine.buildkit.trace import StepStarted, is_internal
 
     def on_event(event: Any) -> None:
-        if isinstance(event, StepStarted) and not event.name.startswith("[internal]"):
+        if isinstance(event, StepStarted) and not is_internal(event.name):
             first_step()
         view(event)
 

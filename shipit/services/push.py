@@ -371,14 +371,8 @@ def _push_into(
                 )
         if digest is None:
             status = "pushed"
-            engine.tag(image.id, repository, tag)
-            events = _engine_events(sink, destination, reporter, settings)
-            digest = _with_retry(
-                partial(_engine_push, engine, repository, tag, plan, events),
-                destination,
-                plan,
-                reporter,
-                settings,
+            digest = _tag_and_push(
+                engine, image.id, repository, tag, plan, reporter, settings, sink
             )
         _verify_served(engine, reference, digest, plan, reporter, settings)
         pushed_digest = pushed_digest or digest
@@ -428,17 +422,32 @@ def _push_cache_image(
     destination = plan.destination
     repository = destination.repository(selection.name)
     cache = engine.require_image(f"{selection.name}:{CACHE_TAG}")
-    engine.tag(cache.id, repository, CACHE_TAG)
-    events = _engine_events(sink, destination, reporter, settings)
-    digest = _with_retry(
-        partial(_engine_push, engine, repository, CACHE_TAG, plan, events),
-        destination,
+    digest = _tag_and_push(engine, cache.id, repository, CACHE_TAG, plan, reporter, settings, sink)
+    reporter.info(f"pushed build cache {repository}:{CACHE_TAG}@{digest}")
+    return Pushed(destination.label, f"{repository}:{CACHE_TAG}", digest, "cache")
+
+
+def _tag_and_push(
+    engine: Engine,
+    image_id: str,
+    repository: str,
+    tag: str,
+    plan: _Plan,
+    reporter: Reporter,
+    settings: PushSettings,
+    sink: Callable[[Event], None],
+) -> str:
+    """Tag the local image REPOSITORY:TAG and push it through the engine (with retries); the
+    digest the push reported."""
+    engine.tag(image_id, repository, tag)
+    events = _engine_events(sink, plan.destination, reporter, settings)
+    return _with_retry(
+        partial(_engine_push, engine, repository, tag, plan, events),
+        plan.destination,
         plan,
         reporter,
         settings,
     )
-    reporter.info(f"pushed build cache {repository}:{CACHE_TAG}@{digest}")
-    return Pushed(destination.label, f"{repository}:{CACHE_TAG}", digest, "cache")
 
 
 def _engine_push(

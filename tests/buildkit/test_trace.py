@@ -17,6 +17,7 @@ from shipit.adapters.engine.buildkit import wire
 from shipit.adapters.engine.buildkit.trace import (
     BuildTrace,
     BuildWarning,
+    ProgressGroup,
     StatusResponse,
     StepFinished,
     StepLog,
@@ -139,6 +140,25 @@ def test_warnings_are_decoded() -> None:
     assert trace.feed(status) == [
         BuildWarning("FromAsCasing: 'as' and 'FROM' keywords' casing do not match", "[1/2] FROM x")
     ]
+
+
+def test_repeated_inputs_and_a_progress_group_are_decoded() -> None:
+    # BuildKit 0.8 sends no progress groups; encoded by field number from ops.proto.
+    group = (
+        wire.field_string(1, "g1") + wire.field_string(2, "copy files") + wire.field_varint(3, 1)
+    )
+    vertex = (
+        wire.field_string(1, "sha256:c")
+        + wire.field_string(2, "sha256:a")
+        + wire.field_string(2, "sha256:b")
+        + wire.field_varint(4, 1)
+        + wire.field_message(8, group)
+    )
+    (decoded,) = decode_status(wire.field_message(1, vertex)).vertexes
+    assert decoded.inputs == ("sha256:a", "sha256:b") and decoded.cached
+    assert decoded.progress_group == ProgressGroup("g1", "copy files", weak=True)
+    (plain,) = decode_status(wire.field_message(1, wire.field_string(1, "sha256:d"))).vertexes
+    assert (plain.inputs, plain.progress_group, plain.started) == ((), None, None)
 
 
 def test_unknown_fields_are_skipped() -> None:

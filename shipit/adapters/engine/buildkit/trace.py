@@ -120,84 +120,71 @@ def _int(value: int | bytes) -> int:
     return signed64(value) if isinstance(value, int) else 0
 
 
-def _progress_group(buf: bytes) -> ProgressGroup:
-    values: dict[str, Any] = {}
+def _bytes(value: int | bytes) -> bytes:
+    return value if isinstance(value, bytes) else b""
+
+
+def _group(value: int | bytes) -> ProgressGroup | None:
+    return _progress_group(value) if isinstance(value, bytes) else None
+
+
+# Each message's fields: number -> (attribute, how its value reads). An attribute ending in
+# "+" is a repeated field, gathered into a tuple. Unknown numbers are skipped, as protobuf does.
+Schema = Mapping[int, tuple[str, Callable[[int | bytes], Any]]]
+_PROGRESS_GROUP: Schema = {1: ("id", _text), 2: ("name", _text), 3: ("weak", bool)}
+_VERTEX: Schema = {
+    1: ("digest", _text), 2: ("inputs+", _text), 3: ("name", _text), 4: ("cached", bool),
+    5: ("started", _time), 6: ("completed", _time), 7: ("error", _text),
+    8: ("progress_group", _group),
+}  # fmt: skip
+_STATUS: Schema = {
+    1: ("id", _text), 2: ("vertex", _text), 3: ("name", _text), 4: ("current", _int),
+    5: ("total", _int), 6: ("timestamp", _time), 7: ("started", _time), 8: ("completed", _time),
+}  # fmt: skip
+_LOG: Schema = {
+    1: ("vertex", _text),
+    2: ("timestamp", _time),
+    3: ("stream", _int),
+    4: ("data", _bytes),
+}
+_WARNING: Schema = {
+    1: ("vertex", _text), 2: ("level", _int), 3: ("short", _text), 4: ("detail+", _text),
+    5: ("url", _text),
+}  # fmt: skip
+
+
+def _fields(buf: bytes, schema: Schema, **values: Any) -> dict[str, Any]:
+    """The attributes of one message, read by `schema`, over the defaults in `values`."""
+    repeated: dict[str, list[Any]] = {}
     for number, _, value in iter_fields(buf):
-        if number == 1:
-            values["id"] = _text(value)
-        elif number == 2:
-            values["name"] = _text(value)
-        elif number == 3:
-            values["weak"] = bool(value)
-    return ProgressGroup(**values)
+        if number not in schema:
+            continue
+        name, read = schema[number]
+        if name.endswith("+"):
+            repeated.setdefault(name[:-1], []).append(read(value))
+        else:
+            values[name] = read(value)
+    return {**values, **{name: tuple(items) for name, items in repeated.items()}}
+
+
+def _progress_group(buf: bytes) -> ProgressGroup:
+    return ProgressGroup(**_fields(buf, _PROGRESS_GROUP))
 
 
 def _vertex(buf: bytes) -> Vertex:
-    values: dict[str, Any] = {"digest": ""}
-    inputs: list[str] = []
-    for number, _, value in iter_fields(buf):
-        if number == 1:
-            values["digest"] = _text(value)
-        elif number == 2:
-            inputs.append(_text(value))
-        elif number == 3:
-            values["name"] = _text(value)
-        elif number == 4:
-            values["cached"] = bool(value)
-        elif number == 5:
-            values["started"] = _time(value)
-        elif number == 6:
-            values["completed"] = _time(value)
-        elif number == 7:
-            values["error"] = _text(value)
-        elif number == 8 and isinstance(value, bytes):
-            values["progress_group"] = _progress_group(value)
-    return Vertex(inputs=tuple(inputs), **values)
+    return Vertex(**_fields(buf, _VERTEX, digest=""))
 
 
 def _status(buf: bytes) -> VertexStatus:
-    values: dict[str, Any] = {"id": "", "vertex": ""}
-    names = {1: "id", 2: "vertex", 3: "name", 4: "current", 5: "total"}
-    times = {6: "timestamp", 7: "started", 8: "completed"}
-    for number, _, value in iter_fields(buf):
-        if number in (1, 2, 3):
-            values[names[number]] = _text(value)
-        elif number in (4, 5):
-            values[names[number]] = _int(value)
-        elif number in times:
-            values[times[number]] = _time(value)
-    return VertexStatus(**values)
+    return VertexStatus(**_fields(buf, _STATUS, id="", vertex=""))
 
 
 def _log(buf: bytes) -> VertexLog:
-    values: dict[str, Any] = {"vertex": ""}
-    for number, _, value in iter_fields(buf):
-        if number == 1:
-            values["vertex"] = _text(value)
-        elif number == 2:
-            values["timestamp"] = _time(value)
-        elif number == 3:
-            values["stream"] = _int(value)
-        elif number == 4 and isinstance(value, bytes):
-            values["data"] = value
-    return VertexLog(**values)
+    return VertexLog(**_fields(buf, _LOG, vertex=""))
 
 
 def _warning(buf: bytes) -> VertexWarning:
-    values: dict[str, Any] = {"vertex": ""}
-    detail: list[str] = []
-    for number, _, value in iter_fields(buf):
-        if number == 1:
-            values["vertex"] = _text(value)
-        elif number == 2:
-            values["level"] = _int(value)
-        elif number == 3:
-            values["short"] = _text(value)
-        elif number == 4:
-            detail.append(_text(value))
-        elif number == 5:
-            values["url"] = _text(value)
-    return VertexWarning(detail=tuple(detail), **values)
+    return VertexWarning(**_fields(buf, _WARNING, vertex=""))
 
 
 def decode_status(data: bytes) -> StatusResponse:
