@@ -119,6 +119,10 @@ def require_buildable(platforms: Sequence[Platform], engine: Engine) -> None:
     )
 
 
+# The longest the native builds wait for the emulated ones to get under way.
+HEAD_START_LIMIT = 1.0
+
+
 def start_order(platforms: Sequence[Platform], engine: Engine) -> HeadStart:
     """The order to start the builds in: the engine's own platforms start once the emulated
     ones (the slow builds, a release's critical path) have begun their first step, so those
@@ -129,8 +133,6 @@ def start_order(platforms: Sequence[Platform], engine: Engine) -> HeadStart:
 
 
 BuildFn = Callable[[BuildSettings, Engine, Reporter], BuildResult]
-# The longest the native builds wait for the emulated ones to get under way.
-HEAD_START_LIMIT = 1.0
 
 
 def build_platforms(
