@@ -261,6 +261,17 @@ def test_engine_unreachable_names_socket(project: Path, tmp_path: Path) -> None:
     assert sock in result.stderr
 
 
+def test_an_ssh_docker_host_is_refused_with_the_socket_forward_to_use(project: Path) -> None:
+    result = runner.invoke(app, ["build"], env={"DOCKER_HOST": "ssh://deploy@build-host"})
+    assert result.exit_code == 4
+    assert "DOCKER_HOST ssh://deploy@build-host: shipit does not reach engines over ssh://" in (
+        result.stderr
+    )
+    assert "ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock" in result.stderr
+    assert "DOCKER_HOST=unix:///tmp/docker.sock" in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_version_and_help_are_fast_paths() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0

@@ -114,6 +114,14 @@ class Engine(RuntimeCalls):
         import docker.errors
 
         host = env.get("DOCKER_HOST") or DEFAULT_SOCKET
+        if host.startswith("ssh://"):
+            # docker-py would need paramiko (or an ssh pipe BuildKit's session cannot use).
+            raise EngineUnavailableError(
+                f"DOCKER_HOST {host}: shipit does not reach engines over ssh://",
+                hint="forward the engine's socket instead: ssh -nNT -L "
+                "/tmp/docker.sock:/var/run/docker.sock USER@HOST, "
+                "then DOCKER_HOST=unix:///tmp/docker.sock",
+            )
         probe = min(timeout, probe_timeout)
         try:
             kwargs = docker.utils.kwargs_from_env(environment=dict(env))
