@@ -7,6 +7,7 @@ shown through rich ``Text`` objects, never parsed as markup, and carry no termin
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ def build_progress(reporter: Reporter, title: str) -> Iterator[BuildView]:
         yield view
 
 
-class BuildView:
+class BuildView(ABC):
     """Receives the trace's events."""
 
     def __enter__(self) -> BuildView:
@@ -48,8 +49,8 @@ class BuildView:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def __call__(self, event: TraceEvent) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def __call__(self, event: TraceEvent) -> None: ...
 
 
 class PlainBuildView(BuildView):

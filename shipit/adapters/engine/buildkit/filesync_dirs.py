@@ -16,6 +16,7 @@ import errno
 import fnmatch
 import os
 import stat as statmod
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,19 +48,19 @@ class Node:
         return statmod.S_ISDIR(self.st.st_mode)
 
 
-class DirSource:
+class DirSource(ABC):
     """A directory the engine may ask for by name. Subclasses list it and may filter it."""
 
     reset_owner = False  # send uid/gid 0 (the docker CLI does for the context)
     xattrs = True  # send extended attributes (fsutil does)
 
+    @abstractmethod
     def list(self, reldir: str) -> list[Node]:
         """The entries of ``reldir`` ("" for the top), sorted by name bytewise."""
-        raise NotImplementedError
 
+    @abstractmethod
     def lookup(self, relpath: str) -> Node | None:
         """The entry at ``relpath`` without following a final symlink; None when absent."""
-        raise NotImplementedError
 
     def decide(self, relpath: str, is_dir: bool, parent: Any) -> Decision:
         """This source's own filter; the default offers everything."""
