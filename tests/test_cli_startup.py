@@ -105,3 +105,30 @@ def test_a_command_runs_through_the_entry_point() -> None:
     assert result.returncode == eager.exit_code == 0, result.stderr
     assert result.stdout == eager.stdout
     assert '"ecr:' in result.stdout
+
+
+def test_the_entry_point_flushes_its_output_and_keeps_the_exit_code(tmp_path: Any) -> None:
+    """What main() prints into a file is all there, and a command's own exit code stands."""
+    policy = ["iam-policy", "--repository", "web", "--region", "eu-west-1", "--json"]
+    out = tmp_path / "policy.json"
+    with out.open("w") as handle:
+        done = subprocess.run(
+            [sys.executable, "-m", "shipit", *policy], stdout=handle, timeout=60, check=False
+        )
+    assert done.returncode == 0
+    assert out.read_text() == CliRunner().invoke(app, policy).stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "shipit", "build", "--nope"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "No such option: --nope" in bad.stderr
+
+
+def test_output_that_cannot_be_written_is_one_error_line_not_a_traceback() -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "shipit", "--version"],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == "error: No space left on device\n"

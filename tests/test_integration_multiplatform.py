@@ -235,7 +235,9 @@ def test_rebuilding_two_platforms_sends_each_platforms_files_once(
         # The emulated build leads: the native one starts once arm64's first step has begun.
         lines = [line for line in result.stderr.splitlines() if re.search(r"\] #\d+ ", line)]
         first_amd64 = next(i for i, line in enumerate(lines) if "[linux/amd64]" in line)
-        assert any("[linux/arm64]" in line and "[1/2] FROM" in line for line in lines[:first_amd64])
+        assert any(
+            "[linux/arm64]" in line and "[1/2] FROM" in line for line in lines[:first_amd64]
+        ), lines
     assert sent[0] == [("linux/amd64", "1"), ("linux/arm64", "1")]
     assert sent[1] == sent[2] == [("linux/amd64", "0"), ("linux/arm64", "0")]
 

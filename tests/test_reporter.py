@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -39,3 +40,34 @@ def test_live_view_redraws_at_most_every_interval(monkeypatch: pytest.MonkeyPatc
             view(PushProgress(layer="abcdef123456", status="Pushing", current=step, total=100))
     assert 1 <= len(updates) <= int(1 / REDRAW_SECONDS) + 1
     assert "abcdef123456" in buffer.getvalue()
+
+
+class _SlowStream(io.StringIO):
+    """A stream that lets other threads run between its writes, as a terminal or pipe may."""
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        time.sleep(0.0005)
+        return written
+
+
+def test_lines_from_jobs_side_by_side_never_mix() -> None:
+    from shipit.platforms import Platform
+    from shipit.services.multiplatform import PlatformReporter
+
+    stream = _SlowStream()
+    parent = Reporter(OutputMode(live=False), stdout=io.StringIO(), stderr=stream)
+    jobs = [PlatformReporter(parent, Platform("linux", arch)) for arch in ("amd64", "arm64")]
+
+    def job(view: Reporter) -> None:
+        for n in range(40):
+            view.info(f"line {n}")
+
+    threads = [threading.Thread(target=job, args=(view,)) for view in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = stream.getvalue().splitlines()
+    expected = {f"[linux/{arch}] line {n}" for arch in ("amd64", "arm64") for n in range(40)}
+    assert len(lines) == 80 and set(lines) == expected

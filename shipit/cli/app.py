@@ -6,6 +6,8 @@ Heavy libraries (docker-py, boto3) are imported inside the commands that use the
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 from types import FrameType
@@ -187,3 +189,10 @@ def main() -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(ExitCode.INTERRUPTED)
+    except OSError as exc:  # e.g. output that cannot be written: a full disk, a closed pipe
+        with contextlib.suppress(OSError):
+            print(f"error: {exc.strerror or exc}", file=sys.stderr)
+            # What stdout still holds cannot be written either: not again at exit (Python's
+            # advice for a closed pipe), so the line above stays the only message.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(ExitCode.INTERNAL)

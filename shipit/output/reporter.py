@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -63,6 +64,18 @@ class OutputMode:
         )
 
 
+# Jobs side by side (one platform or registry each) print through reporters of their own:
+# each line is written whole, in one call, by one thread at a time, so lines never mix.
+_LINES = threading.Lock()
+
+
+def write_line(stream: TextIO, text: str) -> None:
+    """``text`` and its line end to ``stream`` at once, flushed."""
+    with _LINES:
+        stream.write(text + "\n")
+        stream.flush()
+
+
 class Reporter:
     """The single place that writes to the user."""
 
@@ -97,7 +110,7 @@ class Reporter:
         if self._live is not None:
             self._live.print_above(text)
         else:
-            print(text, file=self.err, flush=True)
+            write_line(self.err, text)
 
     def literal(self, text: str) -> None:
         """Untrusted text (engine, registry, container output; file names) as a progress line:
@@ -139,7 +152,7 @@ class Reporter:
             return
         self._masked.add(secret)
         if self.mode.github:
-            print(f"::add-mask::{secret}", file=self.err, flush=True)
+            write_line(self.err, f"::add-mask::{secret}")
 
     # ------------------------------------------------------------ machine output
 
@@ -148,12 +161,12 @@ class Reporter:
         text = json.dumps(payload, sort_keys=False)
         for secret in self._masked:
             text = text.replace(secret, "***")
-        print(text, file=self.out, flush=True)
+        write_line(self.out, text)
 
     def emit(self, line: str) -> None:
         """A machine-readable result line (e.g. REFERENCE@DIGEST) on stdout, unless --json."""
         if not self.mode.json:
-            print(line, file=self.out, flush=True)
+            write_line(self.out, line)
 
     # ------------------------------------------------------------ phases and progress
 
@@ -161,14 +174,14 @@ class Reporter:
     def phase(self, title: str) -> Iterator[None]:
         """A named phase: a ::group:: under GitHub Actions, a heading line elsewhere."""
         if self.mode.github:
-            print(f"::group::{title}", file=self.err, flush=True)
+            write_line(self.err, f"::group::{title}")
         else:
             self.info(f"==> {title}")
         try:
             yield
         finally:
             if self.mode.github:
-                print("::endgroup::", file=self.err, flush=True)
+                write_line(self.err, "::endgroup::")
 
     @contextmanager
     def progress(self, title: str) -> Iterator[ProgressView]:

@@ -388,9 +388,9 @@ def _watch_first_step(view: Callable[[Any], None], first_step: Callable[[], None
     from shipit.adapters.engine.buildkit.trace import StepStarted, is_internal
 
     def on_event(event: Any) -> None:
+        view(event)
         if isinstance(event, StepStarted) and not is_internal(event.name):
             first_step()
-        view(event)
 
     return on_event
 
