@@ -282,6 +282,8 @@ class _Run:
     engine: Engine | None = None
     # Index entries read as soon as each platform was pushed: (registry, tag, platform) -> entry.
     entries: dict[tuple[str, str, str], Entry] = field(default_factory=dict)
+    # One lock per destination: each is prepared once, and the registries side by side.
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def served_digest(self, client: RegistryClient, path: str, reference: str, tag: str) -> str:
@@ -294,6 +296,8 @@ class _Run:
     def registry(self, destination: Destination, name: str) -> tuple[RegistryClient, str, str]:
         """(client, HOST/REPO, REPO) for a destination, prepared and logged in once per run."""
         with self._lock:
+            lock = self._locks.setdefault(destination.label, threading.Lock())
+        with lock:
             if destination.label not in self.clients:
                 destination.prepare(name, self.reporter)
                 auth = destination.authenticate(self.reporter)
